@@ -1,0 +1,3 @@
+from hallctl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""Window display app: the retained ``window/<id>/state`` -> the LED bar over that window.
+
+The citizen looks up at the window and must see the number being served there. Text comes from
+templates a hall can override in the device's options (``templates.called = ["...", "..."]``);
+fields: ``{window}``, ``{window_name}``, ``{number}``, ``{queue}``.
+
+The app keeps the lines the display *should* show. Pushes are coalesced (only the latest state is
+sent, however fast calls come) and re-applied whenever the device (re)starts, so a display that
+was power-cycled or unplugged shows the truth again as soon as it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Mapping
+
+from hallctl.errors import HallctlError
+
+log = logging.getLogger("hallctl.apps.window_display")
+
+DEFAULT_TEMPLATES: dict[str, list[str]] = {
+    "called": ["请{number}号", "到{window_name}办理"],
+    "serving": ["{window_name}", "正在办理{number}"],
+    "idle": ["{window_name}", "欢迎光临"],
+    "paused": ["{window_name}", "暂停服务"],
+    "closed": ["{window_name}", "停止服务"],
+}
+
+
+def render(state: Mapping[str, Any], templates: Mapping[str, list[str]] = DEFAULT_TEMPLATES) -> list[str]:
+    """The lines a window display shows for a window state document (see docs/topics.md)."""
+    window_state = state.get("state", "open")
+    ticket = state.get("ticket") or None
+    if window_state in ("paused", "closed"):
+        key = window_state
+    elif ticket and ticket.get("status") == "called":
+        key = "called"
+    elif ticket and ticket.get("status") == "serving":
+        key = "serving"
+    else:
+        key = "idle"
+    fields = {
+        "window": state.get("window", ""),
+        "window_name": state.get("name") or f"{state.get('window', '')}号窗口",
+        "number": (ticket or {}).get("number", ""),
+        "queue": (ticket or {}).get("queue", ""),
+    }
+    lines = templates.get(key) or DEFAULT_TEMPLATES[key]
+    return [line.format(**fields) for line in lines]
+
+
+class WindowDisplayApp:
+    """Drives one display (through its device worker) from one window's state."""
+
+    def __init__(self, window: str, worker: Any, templates: Mapping[str, list[str]] | None = None) -> None:
+        self.window = window
+        self.worker = worker  # hallctl.runtime.supervisor.DeviceWorker
+        self.templates = {**DEFAULT_TEMPLATES, **(templates or {})}
+        self.desired: list[str] | None = None
+        self.shown: list[str] | None = None
+        self._wake = asyncio.Event()
+
+    def on_window_state(self, state: Mapping[str, Any]) -> None:
+        lines = render(state, self.templates)
+        if lines != self.desired:
+            self.desired = lines
+            self._wake.set()
+
+    async def on_up(self) -> None:
+        """The device (re)started: whatever it showed before is gone."""
+        self.shown = None
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            lines = self.desired
+            if lines is None or lines == self.shown:
+                continue
+            try:
+                await self.worker.submit("show", {"lines": lines})
+                self.shown = lines
+            except HallctlError as exc:
+                # The supervisor logs the device going down and calls on_up when it is back.
+                log.debug("window %s display not updated: %s", self.window, exc.code)

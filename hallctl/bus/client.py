@@ -1,0 +1,224 @@
+"""The MQTT connection: the only module in hallctl that imports aiomqtt.
+
+One :class:`Bus` per process. It connects, subscribes, announces (``on_connect``), drains the
+store-and-forward outbox and hands every message to ``on_message``; when the broker goes away it
+reconnects by itself (backoff capped at ``reconnect_max`` seconds) and does all of that again, so
+subscriptions are never lost on a reconnect (mqtt-io #333) and a dead broker is noticed from the
+read side at once, not at the next publish (mqtt-io #187).
+
+A fresh aiomqtt client is made for each connection so that the will can carry the current
+``bd_seq``. Sessions are persistent (``clean_session=False``, fixed client id) so QoS 1 messages
+queued at the broker while we were away still reach us.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Mapping, Sequence
+
+import aiomqtt
+
+from hallctl.bus.messages import encode
+from hallctl.errors import HallctlError
+
+log = logging.getLogger("hallctl.bus")
+
+
+class BusUnavailable(HallctlError, ConnectionError):
+    code = "internal"
+
+    def __init__(self, message: str = "not connected to the MQTT broker") -> None:
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    topic: str
+    payload: bytes
+    retain: bool
+    qos: int
+
+
+Payload = Mapping[str, Any] | bytes
+
+
+def _bytes(payload: Payload) -> bytes:
+    return payload if isinstance(payload, (bytes, bytearray)) else encode(payload)
+
+
+class Bus:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client_id: str,
+        *,
+        subscriptions: Sequence[tuple[str, int]] = (),
+        on_message: Callable[[Incoming], Awaitable[None]] | None = None,
+        on_connect: Callable[[], Awaitable[None]] | None = None,
+        will: Callable[[], tuple[str, Payload]] | None = None,
+        outbox: Any = None,  # hallctl.runtime.outbox.Outbox (duck-typed: peek/ack/wait_nonempty/put)
+        keepalive: int = 15,
+        clean_session: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        reconnect_max: float = 2.0,
+        publish_timeout: float = 10.0,
+    ) -> None:
+        self.host, self.port, self.client_id = host, port, client_id
+        self.subscriptions = list(subscriptions)
+        self.on_message = on_message
+        self.on_connect = on_connect
+        self.will = will
+        self.outbox = outbox
+        self.keepalive = keepalive
+        self.clean_session = clean_session
+        self.username, self.password = username, password
+        self.reconnect_max = reconnect_max
+        self.publish_timeout = publish_timeout
+        self.connected = asyncio.Event()
+        self.connections = 0  # how many times we have connected; tests and the demo read it
+        self._client: aiomqtt.Client | None = None
+        self._stopping = False
+        self._down_logged = False
+        self._run_task: asyncio.Task[Any] | None = None
+
+    # -- publishing -----------------------------------------------------------------------
+    async def publish(self, topic: str, payload: Payload, *, qos: int = 1, retain: bool = False) -> None:
+        """Publish now. Raises :class:`BusUnavailable` when not connected (callers that must not
+        lose the message use :meth:`publish_reliable`)."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            raise BusUnavailable()
+        try:
+            await client.publish(topic, _bytes(payload), qos=qos, retain=retain, timeout=self.publish_timeout)
+        except aiomqtt.MqttError as exc:
+            raise BusUnavailable(f"publish to {topic} failed: {exc}") from None
+
+    async def try_publish(self, topic: str, payload: Payload, *, qos: int = 1, retain: bool = False) -> bool:
+        """Publish if connected; False otherwise. For state that is re-published on reconnect."""
+        try:
+            await self.publish(topic, payload, qos=qos, retain=retain)
+        except BusUnavailable:
+            return False
+        return True
+
+    def publish_reliable(self, topic: str, payload: Payload, *, retain: bool = False) -> int:
+        """Store in the outbox (durable when this returns); the drainer publishes it at QoS 1."""
+        if self.outbox is None:
+            raise RuntimeError("publish_reliable needs an outbox")
+        return self.outbox.put(topic, _bytes(payload), qos=1, retain=retain)
+
+    # -- connection loop ------------------------------------------------------------------
+    def _make_client(self) -> aiomqtt.Client:
+        will = None
+        if self.will is not None:
+            topic, payload = self.will()
+            will = aiomqtt.Will(topic, _bytes(payload), qos=1, retain=True)
+        return aiomqtt.Client(
+            self.host,
+            self.port,
+            identifier=self.client_id,
+            clean_session=self.clean_session,
+            will=will,
+            keepalive=self.keepalive,
+            username=self.username,
+            password=self.password,
+            timeout=self.publish_timeout,
+        )
+
+    async def run(self) -> None:
+        """Connect and serve until cancelled or :meth:`close`; reconnects on any broker loss."""
+        self._run_task = asyncio.current_task()
+        backoff = 0.1
+        while not self._stopping:
+            client = self._make_client()
+            drain: asyncio.Task[None] | None = None
+            try:
+                async with client:
+                    for topic_filter, qos in self.subscriptions:
+                        await client.subscribe(topic_filter, qos=qos)
+                    self._client = client
+                    self.connections += 1
+                    self.connected.set()
+                    backoff = 0.1
+                    if self._down_logged or self.connections == 1:
+                        log.info("connected to mqtt://%s:%d as %s", self.host, self.port, self.client_id)
+                    self._down_logged = False
+                    if self.outbox is not None:
+                        drain = asyncio.create_task(self._drain(client), name=f"outbox-{self.client_id}")
+                    if self.on_connect is not None:
+                        await self._guard(self.on_connect(), "on_connect")
+                    async for message in client.messages:
+                        incoming = Incoming(
+                            str(message.topic),
+                            bytes(message.payload) if isinstance(message.payload, (bytes, bytearray)) else _bytes_of(message.payload),
+                            bool(message.retain),
+                            int(message.qos),
+                        )
+                        if self.on_message is not None:
+                            await self._guard(self.on_message(incoming), f"message on {incoming.topic}")
+            except aiomqtt.MqttError as exc:
+                if not self._stopping and not self._down_logged:
+                    log.warning("mqtt connection to %s:%d lost or refused (%s); reconnecting", self.host, self.port, exc)
+                    self._down_logged = True
+            finally:
+                self.connected.clear()
+                self._client = None
+                if drain is not None:
+                    drain.cancel()
+                    await asyncio.gather(drain, return_exceptions=True)
+            if self._stopping:
+                break
+            await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
+            backoff = min(backoff * 2, self.reconnect_max)
+
+    async def _guard(self, awaitable: Awaitable[None], what: str) -> None:
+        """A handler's bug is logged and the connection keeps serving."""
+        try:
+            await awaitable
+        except aiomqtt.MqttError:
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the daemon must keep serving
+            log.exception("handler failed for %s", what)
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        """Publish outbox items oldest first; delete each only after the broker's PUBACK."""
+        while True:
+            items = self.outbox.peek(50)
+            if not items:
+                await self.outbox.wait_nonempty()
+                continue
+            for item in items:
+                try:
+                    await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain,
+                                         timeout=self.publish_timeout)
+                except aiomqtt.MqttError as exc:
+                    log.debug("outbox publish failed (%s); will retry", exc)
+                    await asyncio.sleep(0.5)
+                    break
+                self.outbox.ack(item.id)
+
+    async def close(self, final: Sequence[tuple[str, Payload, bool]] = ()) -> None:
+        """Publish ``final`` messages (topic, payload, retain) if connected, then disconnect
+        cleanly (a clean DISCONNECT means the broker does not send the will)."""
+        for topic, payload, retain in final:
+            await self.try_publish(topic, payload, retain=retain)
+        self._stopping = True
+        task = self._run_task
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def _bytes_of(payload: Any) -> bytes:
+    if payload is None:
+        return b""
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    return str(payload).encode("utf-8")

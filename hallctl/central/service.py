@@ -1,0 +1,196 @@
+"""The shell around the central core: requests in from MQTT, events and retained state out.
+
+One request is handled at a time, in arrival order, by the pure :class:`~hallctl.central.core.Central`.
+Its events and the response are committed to SQLite in one transaction before anything is
+published, so a duplicated request (QoS 1 redelivery, a client's retry, a restart in between) is
+answered from the store and never executes twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
+
+from hallctl.bus import messages
+from hallctl.bus.client import Bus, Incoming
+from hallctl.bus.topics import Topics, check_id, check_name, parse
+from hallctl.central.core import Central
+from hallctl.central.model import HallSpec, QueueSpec, WindowSpec
+from hallctl.config import CentralConfig
+from hallctl.central.store import Store
+from hallctl.errors import BadRequest, HallctlError
+from hallctl.runtime.outbox import Outbox
+
+log = logging.getLogger("hallctl.central")
+
+#: how long a response is kept for answering duplicates of its request
+RESPONSE_DAYS = 7
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    keepalive: int = 15
+
+
+class CentralService:
+    def __init__(
+        self,
+        hall: HallSpec,
+        store_path: str,
+        mqtt: MqttSettings,
+        *,
+        client_id: str = "central",
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        tz = ZoneInfo(hall.tz)
+        self.hall = hall
+        self.topics = Topics(hall.hall_id)
+        self.store = Store(store_path)
+        self.outbox = Outbox(store_path + ".outbox")
+        self.core = Central(hall, clock or (lambda: datetime.now(tz)))
+        replayed = 0
+        for event in self.store.load_events():
+            self.core.apply(event)
+            replayed += 1
+        log.info("central %s: replayed %d events from %s", hall.hall_id, replayed, store_path)
+        self.instance = f"{client_id}-{os.getpid()}"
+        self.bus = Bus(
+            mqtt.host,
+            mqtt.port,
+            client_id,
+            subscriptions=[(self.topics.central_req_filter, 1)],
+            on_message=self._on_message,
+            on_connect=self._on_connect,
+            will=lambda: (self.topics.central_status, messages.central_status("offline", self.instance)),
+            outbox=self.outbox,
+            keepalive=mqtt.keepalive,
+            username=mqtt.username,
+            password=mqtt.password,
+        )
+        self._published: dict[str, dict[str, Any]] = {}
+        self.dropped_retained = 0
+        self.handled = 0
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.bus.run(), name="central-bus")
+            tg.create_task(self._housekeeping(), name="central-housekeeping")
+
+    async def _housekeeping(self, every_s: float = 30.0) -> None:
+        """Roll the business day over on time (not at the first request of the morning) and keep
+        the idempotency table small."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                outcome = self.core.tick()
+                if outcome.events:
+                    self._commit_and_publish(outcome.events, None, None)
+                    await self._publish_states()
+                self.store.prune_responses(RESPONSE_DAYS)
+            except Exception:  # noqa: BLE001 - housekeeping must not stop the hall
+                log.exception("central housekeeping failed")
+
+    async def stop(self) -> None:
+        await self.bus.close([(self.topics.central_status, messages.central_status("offline", self.instance), True)])
+        self.outbox.close()
+        self.store.close()
+
+    async def _on_connect(self) -> None:
+        """Announce, then re-publish every retained state: the broker may have restarted empty."""
+        self._published.clear()
+        await self.bus.publish(self.topics.central_status, messages.central_status("online", self.instance), retain=True)
+        await self._publish_states()
+
+    # -- state ------------------------------------------------------------------------------
+    def _states(self) -> dict[str, dict[str, Any]]:
+        out = {self.topics.window_state(w): self.core.window_state(w) for w in self.hall.windows}
+        out[self.topics.board_state] = self.core.board_state()
+        return out
+
+    async def _publish_states(self) -> None:
+        for topic, state in self._states().items():
+            if self._published.get(topic) != state and await self.bus.try_publish(topic, state, retain=True):
+                self._published[topic] = state
+
+    # -- requests ---------------------------------------------------------------------------
+    async def _on_message(self, incoming: Incoming) -> None:
+        parsed = parse(incoming.topic)
+        if parsed is None or parsed.kind != "central_req" or parsed.hall != self.hall.hall_id:
+            return
+        if not incoming.payload:
+            return  # an empty payload clears a retained message (MQTT convention): not a request
+        if incoming.retain:
+            # A retained request would run again for every new subscriber (Tasmota's ghost
+            # switching): drop it, and say so once per message in the log.
+            self.dropped_retained += 1
+            log.warning("dropped a retained request on %s and cleared it from the broker", incoming.topic)
+            await self.bus.try_publish(incoming.topic, b"", retain=True)
+            return
+        try:
+            client = check_id(parsed.client or "", "client")
+        except BadRequest:
+            log.warning("request on %s names an invalid client id; cannot answer", incoming.topic)
+            return
+        response = self.respond(client, parsed.name or "", incoming.payload)
+        await self.bus.try_publish(self.topics.central_res(client), response)
+        await self._publish_states()
+
+    def respond(self, client: str, action: str, payload: bytes) -> dict[str, Any]:
+        """Handle one request and return its response (stored, so a duplicate gets the same)."""
+        try:
+            check_name(action)
+            request = messages.parse_request(payload)
+        except BadRequest as exc:
+            return messages.response_error(messages.request_id_of(payload), exc)
+        key = f"{client}:{request.request_id}"
+        stored = self.store.response_for(key)
+        if stored is not None:
+            return stored
+        events = []
+        try:
+            outcome = self.core.handle(action, request.data)
+        except HallctlError as exc:
+            response = messages.response_error(request.request_id, exc)
+        except Exception:  # noqa: BLE001 - a bug must not stop the hall
+            log.exception("central failed on %s", action)
+            # not stored: the client's retry may succeed once the cause is gone
+            return messages.response_error(request.request_id, HallctlError("internal error; see central's log"))
+        else:
+            response = messages.response_ok(request.request_id, outcome.data)
+            events = outcome.events
+        self._commit_and_publish(events, key, response)
+        self.handled += 1
+        return response
+
+    def _commit_and_publish(self, events: list[Any], key: str | None, response: dict[str, Any] | None) -> None:
+        self.store.commit(events, key, response)
+        for event in events:
+            self.bus.publish_reliable(self.topics.event(event.type), self.core.event_public(event))
+
+
+def central_from_config(cfg: CentralConfig) -> CentralService:
+    """Build the service from a validated central config."""
+    hs = cfg.hall_settings
+    hall = HallSpec(
+        cfg.hall,
+        {q.id: QueueSpec(q.id, q.prefix, q.name) for q in cfg.queues},
+        {w.id: WindowSpec(w.id, w.name, tuple(w.queues)) for w in cfg.windows},
+        board_size=hs.board_size,
+        tz=hs.tz,
+        day_reset_hour=hs.day_reset_hour,
+        recall_limit=hs.recall_limit,
+    )
+    Path(cfg.store.path).parent.mkdir(parents=True, exist_ok=True)
+    mqtt = MqttSettings(cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.username, cfg.mqtt.password, cfg.mqtt.keepalive)
+    return CentralService(hall, str(cfg.store.path), mqtt, client_id=cfg.id)

@@ -1,0 +1,132 @@
+"""``hallctl``: command line entry point. Parsing and output only; the work is elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Any, Awaitable, Callable, Sequence
+
+import hallctl
+
+DESCRIPTION = """\
+hallctl runs the devices of a government service hall (政务服务中心) on Raspberry Pi nodes and the
+hall's queue logic, coordinated over MQTT (topic contract v1, docs/topics.md).
+
+  hallctl demo                 a whole simulated hall in one command (no hardware, no broker)
+  hallctl central -c FILE      the hall's queue engine (tickets, calls, retained window state)
+  hallctl node -c FILE         one node's devices (window displays, ...)
+"""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hallctl", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"hallctl {hallctl.__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    node = sub.add_parser("node", help="run a node's devices (config: config/node.example.toml)",
+                          description="Run the devices listed in a node config; systemd Type=notify aware.")
+    node.add_argument("-c", "--config", required=True, help="node config (TOML)")
+
+    central = sub.add_parser("central", help="run the hall's queue engine (config: config/central.example.toml)",
+                             description="Run central: ticketing, calling, retained window and board state.")
+    central.add_argument("-c", "--config", required=True, help="central config (TOML)")
+
+    demo = sub.add_parser("demo", help="run a simulated hall: broker, central, nodes, emulated displays, traffic",
+                          description="A whole simulated hall in one process. Uses an embedded broker "
+                                      "unless --broker is given.")
+    demo.add_argument("--duration", type=float, default=None, metavar="N",
+                      help="stop after N seconds and print a summary (default: run until Ctrl-C)")
+    demo.add_argument("--windows", type=int, default=4, metavar="N", help="window nodes to simulate (default 4)")
+    demo.add_argument("--broker", metavar="HOST:PORT", help="use this MQTT broker (e.g. Mosquitto) instead of the embedded one")
+    demo.add_argument("--rate", type=float, default=1.0, metavar="R", help="tickets issued per second (default 1)")
+    demo.add_argument("--service", type=float, default=3.0, metavar="S", help="mean service time in seconds (default 3)")
+    demo.add_argument("--seed", type=int, default=None, help="random seed for reproducible traffic")
+    demo.add_argument("--quiet", action="store_true", help="print only the summary")
+    return p
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    env = os.environ.get("HALLCTL_LOG_LEVEL")
+    if env:
+        level = getattr(logging, env.upper(), level)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+async def _serve(run: Callable[[], Awaitable[Any]], stop: Callable[[], Awaitable[Any]]) -> None:
+    """Run until SIGTERM/SIGINT, then stop cleanly (final status published, clean DISCONNECT)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(run())
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    waiter = asyncio.create_task(stopping.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiter.cancel()
+        task.result()  # re-raise a crash: systemd restarts us
+        return
+    await stop()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def _run_node(args: argparse.Namespace) -> int:
+    from hallctl.config import load_node_config
+    from hallctl.node.daemon import Node
+
+    cfg = load_node_config(args.config)
+
+    async def main() -> None:
+        node = Node(cfg)
+        await _serve(node.run, node.stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def _run_central(args: argparse.Namespace) -> int:
+    from hallctl.central.service import central_from_config
+    from hallctl.config import load_central_config
+
+    cfg = load_central_config(args.config)
+
+    async def main() -> None:
+        service = central_from_config(cfg)
+        await _serve(service.run, service.stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from hallctl.sim.demo import DemoOptions, run_demo
+
+    opts = DemoOptions(duration=args.duration, windows=args.windows, broker=args.broker, rate=args.rate,
+                       service_s=args.service, seed=args.seed, quiet=args.quiet)
+    try:
+        return asyncio.run(run_demo(opts))
+    except KeyboardInterrupt:
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    _setup_logging(args.verbose)
+    from hallctl.errors import ConfigError
+
+    try:
+        return {"node": _run_node, "central": _run_central, "demo": _run_demo}[args.command](args)
+    except ConfigError as exc:
+        print(f"hallctl {args.command}: configuration error: {exc.message}", file=sys.stderr)
+        return 78  # EX_CONFIG: systemd's RestartPreventExitStatus can name it

@@ -1,0 +1,450 @@
+"""Node and central configuration: TOML files checked against a fixed schema.
+
+Every problem is a :class:`hallctl.errors.ConfigError` naming the file, the key path and what is
+wrong, e.g. ``/etc/hallctl/node.toml: device[1].profile: expected string, got integer``.
+Array entries are counted from 0 (``device[0]`` is the first ``[[device]]``). An unknown key is
+an error, not a silent ignore: a misspelt ``keepalive`` would otherwise quietly fall back to the
+default. See ``config/node.example.toml`` and ``config/central.example.toml``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from hallctl.errors import ConfigError
+
+__all__ = [
+    "ID_PATTERN",
+    "MqttConfig",
+    "StoreConfig",
+    "DeviceConfig",
+    "NodeConfig",
+    "HallSettings",
+    "QueueConfig",
+    "WindowConfig",
+    "CentralConfig",
+    "load_node_config",
+    "parse_node_config",
+    "load_central_config",
+    "parse_central_config",
+]
+
+#: ids that appear in MQTT topics: hall, node, device, queue, window
+ID_PATTERN = re.compile(r"[a-z0-9-]+")
+#: ticket prefixes: the letters printed and spoken before the number ("A012")
+PREFIX_PATTERN = re.compile(r"[A-Z0-9]{1,4}")
+DEFAULT_STATE_DIR = Path("/var/lib/hallctl")
+
+
+# -- schema dataclasses ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in logs or reprs
+    keepalive: int = 15
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    #: SQLite file (the node's outbox, or central's database)
+    path: Path
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    id: str
+    #: firmware profile id (a file stem under firmware_profiles/)
+    profile: str
+    #: the app that drives this device, e.g. "window_display"; None for diagnostics only
+    app: str | None = None
+    #: device-specific options passed to the driver: port, address, window, ...
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    id: str
+    hall: str
+    mqtt: MqttConfig
+    store: StoreConfig
+    devices: tuple[DeviceConfig, ...]
+    file: str | None = None
+
+
+@dataclass(frozen=True)
+class HallSettings:
+    tz: str = "Asia/Shanghai"
+    #: local hour at which ticket numbers restart
+    day_reset_hour: int = 0
+    #: how many recent calls the hall board shows
+    board_size: int = 8
+    #: how many times a ticket may be recalled before it is marked absent
+    recall_limit: int = 3
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    id: str
+    prefix: str
+    name: str
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    id: str
+    name: str
+    #: queue ids this window serves; ("*",) means every queue
+    queues: tuple[str, ...] = ("*",)
+
+
+@dataclass(frozen=True)
+class CentralConfig:
+    hall: str
+    id: str
+    mqtt: MqttConfig
+    store: StoreConfig
+    hall_settings: HallSettings
+    queues: tuple[QueueConfig, ...]
+    windows: tuple[WindowConfig, ...]
+    file: str | None = None
+
+
+# -- field specs ---------------------------------------------------------------------------
+
+_REQUIRED: Any = object()
+_TYPE_NAMES = {str: "string", int: "integer", bool: "boolean", float: "number", list: "array",
+               dict: "table"}
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    type: type
+    default: Any = _REQUIRED
+    #: extra check: returns a problem text, or None when the value is fine
+    check: Callable[[Any], str | None] | None = None
+
+
+def _is_id(value: str) -> str | None:
+    if ID_PATTERN.fullmatch(value):
+        return None
+    return f"invalid id {value!r}: use only lower-case letters, digits and '-' ([a-z0-9-]+)"
+
+
+def _non_empty(value: str) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+def _between(lo: int, hi: int | None) -> Callable[[int], str | None]:
+    def check(value: int) -> str | None:
+        if value < lo or (hi is not None and value > hi):
+            upper = f"..{hi}" if hi is not None else " or more"
+            return f"must be {lo}{upper}, got {value}"
+        return None
+
+    return check
+
+
+def _tz(value: str) -> str | None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return f"unknown time zone {value!r} (an IANA name such as 'Asia/Shanghai')"
+    return None
+
+
+def _prefix(value: str) -> str | None:
+    if PREFIX_PATTERN.fullmatch(value):
+        return None
+    return f"invalid ticket prefix {value!r}: 1 to 4 upper-case letters or digits"
+
+
+_MQTT_FIELDS = (
+    _Field("host", str, "127.0.0.1", _non_empty),
+    _Field("port", int, 1883, _between(1, 65535)),
+    _Field("username", str, None),
+    _Field("password", str, None),
+    _Field("keepalive", int, 15, _between(1, 65535)),
+)
+_STORE_FIELDS = (_Field("path", str, None, _non_empty),)
+_NODE_FIELDS = (_Field("id", str, check=_is_id), _Field("hall", str, check=_is_id))
+_DEVICE_FIELDS = (
+    _Field("id", str, check=_is_id),
+    _Field("profile", str, check=_non_empty),
+    _Field("app", str, None, _non_empty),
+    _Field("options", dict, None),
+)
+_CENTRAL_FIELDS = (_Field("hall", str, check=_is_id), _Field("id", str, "central", _is_id))
+_HALL_FIELDS = (
+    _Field("tz", str, "Asia/Shanghai", _tz),
+    _Field("day_reset_hour", int, 0, _between(0, 23)),
+    _Field("board_size", int, 8, _between(1, None)),
+    _Field("recall_limit", int, 3, _between(0, None)),
+)
+_QUEUE_FIELDS = (
+    _Field("id", str, check=_is_id),
+    _Field("prefix", str, check=_prefix),
+    _Field("name", str, check=_non_empty),
+)
+_WINDOW_FIELDS = (
+    _Field("id", str, check=_is_id),
+    _Field("name", str, check=_non_empty),
+    _Field("queues", list, None),
+)
+
+_DEVICE_HINT = "device-specific settings go in [device.options]"
+
+
+# -- generic reader --------------------------------------------------------------------------
+
+
+class _Reader:
+    """Checks tables against field specs, raising ConfigError with file and key path."""
+
+    def __init__(self, file: str | None) -> None:
+        self.file = file
+
+    def error(self, key: str | None, problem: str) -> ConfigError:
+        return ConfigError(problem, file=self.file, key=key or None)
+
+    def table(
+        self,
+        raw: Any,
+        where: str,
+        fields: tuple[_Field, ...],
+        *,
+        hint: str | None = None,
+    ) -> dict[str, Any]:
+        """Validate one table; returns every field's value (defaults filled in)."""
+        if not isinstance(raw, dict):
+            raise self.error(where, f"expected table, got {_type_name(raw)}")
+        names = [f.name for f in fields]
+        for key in raw:
+            if key not in names:
+                raise self.error(_join(where, key), _unknown(key, names, hint))
+        out: dict[str, Any] = {}
+        for f in fields:
+            key = _join(where, f.name)
+            if f.name not in raw:
+                if f.default is _REQUIRED:
+                    raise self.error(key, f"missing required key {f.name!r}")
+                out[f.name] = f.default
+                continue
+            value = raw[f.name]
+            if not _has_type(value, f.type):
+                raise self.error(
+                    key, f"expected {_TYPE_NAMES[f.type]}, got {_type_name(value)} ({value!r})"
+                )
+            if f.check is not None:
+                problem = f.check(value)
+                if problem:
+                    raise self.error(key, problem)
+            out[f.name] = value
+        return out
+
+    def array_of_tables(self, raw: Any, where: str) -> list[Any]:
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            raise self.error(
+                where, f"expected array of tables ([[{where}]]), got {_type_name(raw)}"
+            )
+        return raw
+
+    def top(self, data: Any, sections: tuple[str, ...]) -> None:
+        if not isinstance(data, dict):
+            raise self.error(None, f"expected a TOML document (table), got {_type_name(data)}")
+        for key in data:
+            if key not in sections:
+                raise self.error(key, _unknown(key, list(sections), None, what="section"))
+
+    def unique(self, values: list[tuple[str, str]], what: str) -> None:
+        """``values``: (key path, value) pairs that must be distinct."""
+        seen: dict[str, str] = {}
+        for key, value in values:
+            if value in seen:
+                raise self.error(key, f"duplicate {what} {value!r} (already used at {seen[value]})")
+            seen[value] = key
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _has_type(value: Any, want: type) -> bool:
+    if want is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if want is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, want)
+
+
+def _type_name(value: Any) -> str:
+    for t, name in _TYPE_NAMES.items():
+        if _has_type(value, t):
+            return name
+    return type(value).__name__
+
+
+def _unknown(key: str, allowed: list[str], hint: str | None, what: str = "key") -> str:
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    text = f"unknown {what} {key!r}"
+    if close:
+        text += f"; did you mean {close[0]!r}?"
+    else:
+        text += f" (allowed: {', '.join(allowed)})"
+    if hint:
+        text += f"; {hint}"
+    return text
+
+
+def _read_toml(path: str | Path) -> tuple[dict[str, Any], str]:
+    file = str(path)
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh), file
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=file) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror or exc}", file=file) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text: {exc.reason}", file=file) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"TOML syntax error: {exc}", file=file) from None
+
+
+def _store_path(value: str | None, default_name: str, file: str | None) -> Path:
+    if value is None:
+        return DEFAULT_STATE_DIR / default_name
+    path = Path(value)
+    # A relative path is relative to the config file, not to wherever the daemon was started.
+    if not path.is_absolute() and file is not None:
+        path = Path(file).resolve().parent / path
+    return path
+
+
+def _mqtt(r: _Reader, data: Mapping[str, Any]) -> MqttConfig:
+    return MqttConfig(**r.table(data.get("mqtt", {}), "mqtt", _MQTT_FIELDS))
+
+
+# -- node ----------------------------------------------------------------------------------
+
+
+def parse_node_config(data: Mapping[str, Any], *, file: str | None = None) -> NodeConfig:
+    """Validate an already-parsed node config (a dict as ``tomllib`` returns it)."""
+    r = _Reader(file)
+    r.top(data, ("node", "mqtt", "store", "device"))
+    if "node" not in data:
+        raise r.error("node", "missing required section [node]")
+    node = r.table(data["node"], "node", _NODE_FIELDS)
+    mqtt = _mqtt(r, data)
+    store = r.table(data.get("store", {}), "store", _STORE_FIELDS)
+    devices = []
+    raw_devices = r.array_of_tables(data.get("device"), "device")
+    for i, raw in enumerate(raw_devices):
+        where = f"device[{i}]"
+        d = r.table(raw, where, _DEVICE_FIELDS, hint=_DEVICE_HINT)
+        devices.append(DeviceConfig(
+            id=d["id"], profile=d["profile"], app=d["app"], options=dict(d["options"] or {})
+        ))
+    r.unique([(f"device[{i}].id", d.id) for i, d in enumerate(devices)], "device id")
+    return NodeConfig(
+        id=node["id"],
+        hall=node["hall"],
+        mqtt=mqtt,
+        store=StoreConfig(_store_path(store["path"], f"{node['id']}.db", file)),
+        devices=tuple(devices),
+        file=file,
+    )
+
+
+def load_node_config(path: str | Path) -> NodeConfig:
+    """Read and validate a node config file. Raises :class:`ConfigError`."""
+    data, file = _read_toml(path)
+    return parse_node_config(data, file=file)
+
+
+# -- central -------------------------------------------------------------------------------
+
+
+def parse_central_config(data: Mapping[str, Any], *, file: str | None = None) -> CentralConfig:
+    """Validate an already-parsed central config (a dict as ``tomllib`` returns it)."""
+    r = _Reader(file)
+    r.top(data, ("central", "mqtt", "store", "hall", "queue", "window"))
+    if "central" not in data:
+        raise r.error("central", "missing required section [central]")
+    central = r.table(data["central"], "central", _CENTRAL_FIELDS)
+    mqtt = _mqtt(r, data)
+    store = r.table(data.get("store", {}), "store", _STORE_FIELDS)
+    hall = HallSettings(**r.table(data.get("hall", {}), "hall", _HALL_FIELDS))
+
+    queues = []
+    raw_queues = r.array_of_tables(data.get("queue"), "queue")
+    if not raw_queues:
+        raise r.error("queue", "at least one [[queue]] is required")
+    for i, raw in enumerate(raw_queues):
+        queues.append(QueueConfig(**r.table(raw, f"queue[{i}]", _QUEUE_FIELDS)))
+    r.unique([(f"queue[{i}].id", q.id) for i, q in enumerate(queues)], "queue id")
+    r.unique([(f"queue[{i}].prefix", q.prefix) for i, q in enumerate(queues)], "queue prefix")
+    queue_ids = [q.id for q in queues]
+
+    windows = []
+    raw_windows = r.array_of_tables(data.get("window"), "window")
+    if not raw_windows:
+        raise r.error("window", "at least one [[window]] is required")
+    for i, raw in enumerate(raw_windows):
+        where = f"window[{i}]"
+        w = r.table(raw, where, _WINDOW_FIELDS)
+        served = _window_queues(r, w["queues"], f"{where}.queues", queue_ids)
+        windows.append(WindowConfig(id=w["id"], name=w["name"], queues=served))
+    r.unique([(f"window[{i}].id", w.id) for i, w in enumerate(windows)], "window id")
+
+    return CentralConfig(
+        hall=central["hall"],
+        id=central["id"],
+        mqtt=mqtt,
+        store=StoreConfig(_store_path(store["path"], f"{central['id']}.db", file)),
+        hall_settings=hall,
+        queues=tuple(queues),
+        windows=tuple(windows),
+        file=file,
+    )
+
+
+def _window_queues(
+    r: _Reader, raw: list[Any] | None, key: str, queue_ids: list[str]
+) -> tuple[str, ...]:
+    if raw is None:
+        return ("*",)
+    if not raw:
+        raise r.error(key, 'must name at least one queue (or "*" for every queue)')
+    for j, q in enumerate(raw):
+        if not isinstance(q, str):
+            raise r.error(f"{key}[{j}]", f"expected string, got {_type_name(q)} ({q!r})")
+        if q == "*":
+            if len(raw) > 1:
+                raise r.error(f"{key}[{j}]", '"*" already means every queue; list it alone')
+            continue
+        if q not in queue_ids:
+            close = difflib.get_close_matches(q, queue_ids, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (defined: {', '.join(queue_ids)})"
+            raise r.error(f"{key}[{j}]", f"unknown queue {q!r}{hint}")
+    if len(set(raw)) != len(raw):
+        raise r.error(key, "lists a queue twice")
+    return tuple(raw)
+
+
+def load_central_config(path: str | Path) -> CentralConfig:
+    """Read and validate a central config file. Raises :class:`ConfigError`."""
+    data, file = _read_toml(path)
+    return parse_central_config(data, file=file)

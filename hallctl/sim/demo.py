@@ -1,0 +1,181 @@
+"""``hallctl demo``: a whole simulated hall in one process.
+
+An embedded broker (amqtt, so nothing to install) or a given one, central, one node per window
+with an emulated Onbon BX LED display on a pty, a kiosk issuing tickets and clerks calling them.
+Everything talks over MQTT exactly as the real hall does; the displays receive real BX frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from hallctl.bus.client import Bus
+from hallctl.bus.requests import Requester
+from hallctl.bus.topics import Topics
+from hallctl.central.model import HallSpec, QueueSpec, WindowSpec
+from hallctl.central.service import CentralService, MqttSettings
+from hallctl.config import parse_node_config
+from hallctl.node.daemon import Node
+from hallctl.sim.broker import EmbeddedBroker
+from hallctl.sim.bx_emulator import BxEmulator
+from hallctl.sim.traffic import Clerk, Kiosk, TrafficStats
+
+HALL = "demo-hall"
+QUEUES = [QueueSpec("a", "A", "综合受理"), QueueSpec("b", "B", "不动产"), QueueSpec("c", "C", "税务")]
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    duration: float | None = None
+    windows: int = 4
+    broker: str | None = None
+    rate: float = 1.0
+    service_s: float = 3.0
+    seed: int | None = None
+    quiet: bool = False
+
+
+def demo_hall(windows: int) -> HallSpec:
+    specs = {}
+    for i in range(1, windows + 1):
+        # the last window is a "1+X" section window (不动产 and 税务 only); the rest are universal
+        queues = ("b", "c") if i == windows and windows > 1 else ("*",)
+        specs[str(i)] = WindowSpec(str(i), f"{i}号窗口", queues)
+    return HallSpec(HALL, {q.id: q for q in QUEUES}, specs)
+
+
+class Console:
+    """Prints the hall as it happens: tickets, calls, what each display shows."""
+
+    def __init__(self, out: TextIO, quiet: bool) -> None:
+        self.out, self.quiet, self.t0 = out, quiet, time.monotonic()
+
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            print(f"[{time.monotonic() - self.t0:6.1f}s] {text}", file=self.out, flush=True)
+
+
+async def _watch_displays(emulators: dict[str, BxEmulator], console: Console) -> None:
+    seen = {w: 0 for w in emulators}
+    while True:
+        for w, emu in emulators.items():
+            history = emu.screens[1].history
+            while seen[w] < len(history):
+                console.line(f"{w}号窗口显示屏 ← {history[seen[w]].replace(chr(10), ' | ')}")
+                seen[w] += 1
+        await asyncio.sleep(0.1)
+
+
+async def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
+    rng = random.Random(opts.seed)
+    console = Console(out, opts.quiet)
+    hall = demo_hall(opts.windows)
+    topics = Topics(HALL)
+    async with contextlib.AsyncExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hallctl-demo-")))
+        if opts.broker:
+            host, _, port_s = opts.broker.rpartition(":")
+            host, port = host or "127.0.0.1", int(port_s)
+            broker_name = f"MQTT broker {host}:{port}"
+        else:
+            broker = await stack.enter_async_context(EmbeddedBroker())
+            host, port = broker.host, broker.port
+            broker_name = f"embedded broker (amqtt) on {host}:{port}"
+        mqtt = MqttSettings(host, port)
+        print(f"hallctl demo: {opts.windows} windows, {broker_name}", file=out, flush=True)
+
+        tasks: list[asyncio.Task[Any]] = []
+        central = CentralService(hall, str(tmp / "central.db"), mqtt)
+        tasks.append(asyncio.create_task(central.run(), name="central"))
+
+        emulators: dict[str, BxEmulator] = {}
+        nodes: list[Node] = []
+        for w in hall.windows:
+            emu = stack.enter_context(BxEmulator(addresses=[1], name=f"window-{w}-display"))
+            emulators[w] = emu
+            cfg = parse_node_config({
+                "node": {"id": f"window-{w}", "hall": HALL},
+                "mqtt": {"host": host, "port": port},
+                "store": {"path": str(tmp / f"window-{w}.db")},
+                "device": [{"id": "display", "profile": "onbon-bx-6k", "app": "window_display",
+                            "options": {"port": emu.port, "address": 1, "window": w}}],
+            }, file=f"<demo window-{w}>")
+            node = Node(cfg)
+            nodes.append(node)
+            tasks.append(asyncio.create_task(node.run(), name=f"node-{w}"))
+
+        stats = TrafficStats()
+        requester = Requester("demo-sim")
+        sim_bus = Bus(host, port, "demo-sim", subscriptions=[(topics.central_res("demo-sim"), 1)],
+                      on_message=lambda m: requester.on_message(m), clean_session=True)
+        requester.bus = sim_bus
+        tasks.append(asyncio.create_task(sim_bus.run(), name="sim-bus"))
+        async with asyncio.timeout(15):
+            await asyncio.gather(sim_bus.connected.wait(), central.bus.connected.wait(),
+                                 *(n.ready.wait() for n in nodes))
+        console.line(f"central and {len(nodes)} window nodes ready")
+
+        def on_issue(d: dict[str, Any]) -> None:
+            t = d["ticket"]
+            q = hall.queues[t["queue"]].name
+            phone = f", 短信至 {t['phone_masked']}" if t.get("phone_masked") else ""
+            console.line(f"取号 {t['number']} ({q}), 前面还有 {d.get('ahead', 0)} 人{phone}")
+
+        def on_call(window: str, t: dict[str, Any]) -> None:
+            console.line(f"叫号 请 {t['number']} 号到 {hall.windows[window].name} 办理")
+
+        tasks.append(asyncio.create_task(
+            Kiosk(requester, topics, list(hall.queues), opts.rate, rng, stats, on_issue).run(), name="kiosk"))
+        for w in hall.windows:
+            tasks.append(asyncio.create_task(
+                Clerk(w, requester, topics, opts.service_s, random.Random(rng.random()), stats, on_call).run(),
+                name=f"clerk-{w}"))
+        tasks.append(asyncio.create_task(_watch_displays(emulators, console), name="displays"))
+
+        try:
+            if opts.duration is None:
+                await asyncio.Event().wait()
+            else:
+                await asyncio.sleep(opts.duration)
+            # let the last calls reach the displays
+            await asyncio.sleep(0.5)
+        finally:
+            crashed = [t for t in tasks if t.done() and not t.cancelled() and t.exception()]
+            for n in nodes:
+                await n.stop()
+            await central.stop()
+            await sim_bus.close()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            _summary(out, hall, stats, emulators, crashed)
+        return 1 if crashed else 0
+    return 0
+
+
+def _summary(out: TextIO, hall: HallSpec, stats: TrafficStats, emulators: dict[str, BxEmulator],
+             crashed: list[asyncio.Task[Any]]) -> None:
+    print("\n== demo summary ==", file=out)
+    print(f"tickets issued: {len(stats.issued)}", file=out)
+    print(f"calls made:     {len(stats.calls)}", file=out)
+    print(f"completed:      {stats.completed}", file=out)
+    for w, emu in emulators.items():
+        screen = emu.screens[1]
+        texts = [h.replace("\n", " | ") for h in screen.history]
+        print(f"{hall.windows[w].name} display received {len(screen.frames)} frames, "
+              f"{len(texts)} texts; now showing: {screen.text.replace(chr(10), ' | ') or '(blank)'}", file=out)
+        for text in texts:
+            print(f"    {text}", file=out)
+    if stats.errors:
+        print(f"request errors: {len(stats.errors)} (first: {stats.errors[0]})", file=out)
+    for t in crashed:
+        print(f"task {t.get_name()} crashed: {t.exception()!r}", file=out)
+    out.flush()

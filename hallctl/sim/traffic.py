@@ -1,0 +1,84 @@
+"""Simulated people for the demo: a kiosk where citizens take tickets, clerks who call and serve.
+
+They talk to central only over MQTT requests, exactly as a real kiosk node and a real window
+keypad will, so the demo exercises the whole contract. Synthetic phone numbers only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from hallctl.bus.requests import Requester
+from hallctl.bus.topics import Topics
+
+
+@dataclass
+class TrafficStats:
+    issued: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (window, ticket)
+    completed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def synthetic_phone(rng: random.Random) -> str:
+    """A synthetic mainland mobile number (never a real person's: drawn at random in the demo)."""
+    return "1" + rng.choice("3456789") + "".join(rng.choice("0123456789") for _ in range(9))
+
+
+class Kiosk:
+    """Issues tickets at random (Poisson) times."""
+
+    def __init__(self, requester: Requester, topics: Topics, queues: Sequence[str], rate: float,
+                 rng: random.Random, stats: TrafficStats, on_issue: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.requester, self.topics, self.queues = requester, topics, list(queues)
+        self.rate, self.rng, self.stats, self.on_issue = rate, rng, stats, on_issue
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.rng.expovariate(self.rate))
+            data: dict[str, Any] = {"queue": self.rng.choice(self.queues), "channel": "kiosk"}
+            if self.rng.random() < 0.7:
+                data["phone"] = synthetic_phone(self.rng)
+            res = await self.requester.call(self.topics.central_req(self.requester.client_id, "ticket.issue"), data)
+            if res.get("status") == "ok":
+                self.stats.issued.append(res["data"])
+                if self.on_issue:
+                    self.on_issue(res["data"])
+            else:
+                self.stats.errors.append(str(res.get("error")))
+
+
+class Clerk:
+    """One window's clerk: call the next ticket, serve it for a random time, complete, repeat."""
+
+    def __init__(self, window: str, requester: Requester, topics: Topics, service_s: float,
+                 rng: random.Random, stats: TrafficStats, on_call: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        self.window, self.requester, self.topics = window, requester, topics
+        self.service_s, self.rng, self.stats, self.on_call = service_s, rng, stats, on_call
+
+    async def _do(self, action: str) -> dict[str, Any]:
+        res = await self.requester.call(self.topics.central_req(self.requester.client_id, action), {"window": self.window})
+        if res.get("status") != "ok":
+            self.stats.errors.append(f"{action} at {self.window}: {res.get('error')}")
+            return {}
+        return res.get("data") or {}
+
+    async def run(self) -> None:
+        await self._do("window.open")  # the clerk signs in: windows start the day closed
+        while True:
+            data = await self._do("window.call_next")
+            ticket = data.get("ticket")
+            if not ticket:
+                await asyncio.sleep(0.5)
+                continue
+            self.stats.calls.append((self.window, ticket))
+            if self.on_call:
+                self.on_call(self.window, ticket)
+            await asyncio.sleep(min(2.0, self.rng.uniform(0.5, 1.5)))  # the citizen walks over
+            await self._do("window.start")
+            await asyncio.sleep(self.rng.expovariate(1.0 / self.service_s))
+            await self._do("window.complete")
+            self.stats.completed += 1

@@ -1,0 +1,264 @@
+"""Config loading: the shipped examples load; every class of error names file, key and problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hallctl.config import (
+    CentralConfig,
+    NodeConfig,
+    load_central_config,
+    load_node_config,
+    parse_central_config,
+    parse_node_config,
+)
+from hallctl.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_EXAMPLE = ROOT / "config" / "node.example.toml"
+CENTRAL_EXAMPLE = ROOT / "config" / "central.example.toml"
+
+NODE = """
+[node]
+id = "window-3"
+hall = "demo-hall"
+
+[[device]]
+id = "display"
+profile = "onbon-bx-5k1"
+app = "window_display"
+
+[device.options]
+port = "/dev/ttyUSB0"
+window = "3"
+
+[[device]]
+id = "evaluator"
+profile = "some-evaluator"
+"""
+
+CENTRAL = """
+[central]
+hall = "demo-hall"
+
+[[queue]]
+id = "general"
+prefix = "A"
+name = "综合受理"
+
+[[queue]]
+id = "tax"
+prefix = "C"
+name = "税务"
+
+[[window]]
+id = "1"
+name = "1号窗口"
+
+[[window]]
+id = "6"
+name = "6号窗口"
+queues = ["tax"]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "node.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def node_error(tmp_path: Path, text: str) -> ConfigError:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_node_config(path)
+    assert err.value.file == str(path)
+    assert err.value.code == "config_error"
+    assert str(path) in str(err.value)
+    return err.value
+
+
+def central_error(tmp_path: Path, text: str) -> ConfigError:
+    path = write(tmp_path, text, "central.toml")
+    with pytest.raises(ConfigError) as err:
+        load_central_config(path)
+    assert err.value.file == str(path)
+    assert str(path) in str(err.value)
+    return err.value
+
+
+# -- examples --------------------------------------------------------------------------------
+
+
+def test_node_example_loads():
+    cfg = load_node_config(NODE_EXAMPLE)
+    assert isinstance(cfg, NodeConfig)
+    assert (cfg.id, cfg.hall) == ("window-3", "demo-hall")
+    [display] = cfg.devices
+    assert display.app == "window_display"
+    assert display.options["port"] == "/dev/ttyUSB0"
+    assert display.options["window"] == "3"
+    assert display.profile.startswith("onbon-bx")
+
+
+def test_central_example_loads():
+    cfg = load_central_config(CENTRAL_EXAMPLE)
+    assert isinstance(cfg, CentralConfig)
+    assert cfg.hall == "demo-hall" and cfg.id == "central"
+    assert [(q.prefix, q.name) for q in cfg.queues] == [
+        ("A", "综合受理"), ("B", "不动产"), ("C", "税务")]
+    assert [w.name for w in cfg.windows] == [f"{n}号窗口" for n in range(1, 7)]
+    assert cfg.hall_settings.tz == "Asia/Shanghai"
+
+
+# -- defaults ------------------------------------------------------------------------------
+
+
+def test_node_defaults(tmp_path):
+    cfg = load_node_config(write(tmp_path, NODE))
+    assert (cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.keepalive) == ("127.0.0.1", 1883, 15)
+    assert cfg.mqtt.username is None and cfg.mqtt.password is None
+    assert cfg.store.path == Path("/var/lib/hallctl/window-3.db")
+    assert cfg.devices[1].app is None and cfg.devices[1].options == {}
+    assert cfg.file == str(tmp_path / "node.toml")
+
+
+def test_central_defaults(tmp_path):
+    cfg = load_central_config(write(tmp_path, CENTRAL, "central.toml"))
+    assert cfg.id == "central"
+    assert cfg.store.path == Path("/var/lib/hallctl/central.db")
+    h = cfg.hall_settings
+    assert (h.tz, h.day_reset_hour, h.board_size, h.recall_limit) == ("Asia/Shanghai", 0, 8, 3)
+    assert cfg.windows[0].queues == ("*",) and cfg.windows[1].queues == ("tax",)
+
+
+def test_relative_store_path_is_relative_to_the_file(tmp_path):
+    cfg = load_node_config(write(tmp_path, NODE + '\n[store]\npath = "state/outbox.db"\n'))
+    assert cfg.store.path == tmp_path.resolve() / "state" / "outbox.db"
+
+
+def test_password_is_not_in_repr(tmp_path):
+    cfg = load_node_config(write(tmp_path, NODE + '[mqtt]\nusername = "n"\npassword = "s3cret"\n'))
+    assert cfg.mqtt.password == "s3cret"
+    assert "s3cret" not in repr(cfg)
+
+
+def test_parse_takes_a_dict():
+    cfg = parse_node_config({"node": {"id": "kiosk-1", "hall": "h"}}, file="x.toml")
+    assert cfg.devices == () and cfg.file == "x.toml"
+    with pytest.raises(ConfigError) as err:
+        parse_central_config({"central": {"hall": "h"}}, file="c.toml")
+    assert (err.value.file, err.value.key) == ("c.toml", "queue")
+
+
+# -- each class of error -----------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_node_config(tmp_path / "nope.toml")
+    assert err.value.file == str(tmp_path / "nope.toml") and "not found" in err.value.problem
+
+
+def test_toml_syntax_error(tmp_path):
+    err = node_error(tmp_path, "[node]\nid = \n")
+    assert "TOML syntax error" in err.problem and "line 2" in err.problem
+
+
+def test_missing_section_and_key(tmp_path):
+    err = node_error(tmp_path, "[mqtt]\nport = 1883\n")
+    assert err.key == "node" and "missing" in err.problem
+    err = node_error(tmp_path, NODE.replace('profile = "some-evaluator"', ""))
+    assert err.key == "device[1].profile"
+    assert err.problem == "missing required key 'profile'"
+    assert str(err) == f"{tmp_path / 'node.toml'}: device[1].profile: missing required key 'profile'"
+
+
+def test_wrong_type_says_expected_and_actual(tmp_path):
+    err = node_error(tmp_path, NODE + "[mqtt]\nport = \"1883\"\n")
+    assert err.key == "mqtt.port"
+    assert "expected integer, got string" in err.problem
+    err = node_error(tmp_path, NODE + "[mqtt]\nkeepalive = true\n")
+    assert err.key == "mqtt.keepalive" and "expected integer, got boolean" in err.problem
+    err = node_error(tmp_path, NODE.replace('app = "window_display"', "app = 3"))
+    assert err.key == "device[0].app" and "expected string, got integer" in err.problem
+
+
+def test_unknown_key_suggests_the_right_one(tmp_path):
+    err = node_error(tmp_path, NODE + "[mqtt]\nkeepalvie = 30\n")
+    assert err.key == "mqtt.keepalvie"
+    assert "unknown key 'keepalvie'" in err.problem and "did you mean 'keepalive'" in err.problem
+    err = node_error(tmp_path, NODE.replace("[[device]]\nid = \"evaluator\"", "[[devices]]\nid = \"evaluator\""))
+    assert err.key == "devices" and "did you mean 'device'" in err.problem
+
+
+def test_device_setting_outside_options_points_to_options(tmp_path):
+    err = node_error(tmp_path, NODE + 'port = "/dev/ttyUSB1"\n')
+    assert err.key == "device[1].port"
+    assert "unknown key 'port'" in err.problem and "[device.options]" in err.problem
+
+
+def test_invalid_id(tmp_path):
+    err = node_error(tmp_path, NODE.replace('id = "display"', 'id = "Display_1"'))
+    assert err.key == "device[0].id" and "[a-z0-9-]+" in err.problem and "'Display_1'" in err.problem
+    err = node_error(tmp_path, NODE.replace('hall = "demo-hall"', 'hall = "萧山"'))
+    assert err.key == "node.hall"
+
+
+def test_duplicate_device_id(tmp_path):
+    err = node_error(tmp_path, NODE.replace('id = "evaluator"', 'id = "display"'))
+    assert err.key == "device[1].id" and "duplicate" in err.problem and "device[0].id" in err.problem
+
+
+def test_out_of_range(tmp_path):
+    err = node_error(tmp_path, NODE + "[mqtt]\nport = 70000\n")
+    assert err.key == "mqtt.port" and "1..65535" in err.problem
+    err = central_error(tmp_path, CENTRAL + "[hall]\nday_reset_hour = 24\n")
+    assert err.key == "hall.day_reset_hour"
+
+
+def test_central_unknown_time_zone(tmp_path):
+    err = central_error(tmp_path, CENTRAL + '[hall]\ntz = "Asia/Hangzhou"\n')
+    assert err.key == "hall.tz" and "unknown time zone" in err.problem
+
+
+def test_central_duplicate_prefix(tmp_path):
+    err = central_error(tmp_path, CENTRAL.replace('prefix = "C"', 'prefix = "A"'))
+    assert err.key == "queue[1].prefix" and "duplicate queue prefix 'A'" in err.problem
+
+
+def test_central_bad_prefix(tmp_path):
+    err = central_error(tmp_path, CENTRAL.replace('prefix = "C"', 'prefix = "c"'))
+    assert err.key == "queue[1].prefix" and "upper-case" in err.problem
+
+
+def test_central_window_names_an_undefined_queue(tmp_path):
+    err = central_error(tmp_path, CENTRAL.replace('queues = ["tax"]', 'queues = ["taxes"]'))
+    assert err.key == "window[1].queues[0]"
+    assert "unknown queue 'taxes'" in err.problem and "did you mean 'tax'" in err.problem
+
+
+def test_central_star_must_stand_alone(tmp_path):
+    err = central_error(tmp_path, CENTRAL.replace('queues = ["tax"]', 'queues = ["tax", "*"]'))
+    assert err.key == "window[1].queues[1]"
+
+
+def test_central_needs_queues_and_windows(tmp_path):
+    no_windows = CENTRAL[: CENTRAL.index("[[window]]")]
+    err = central_error(tmp_path, no_windows)
+    assert err.key == "window" and "at least one" in err.problem
+
+
+def test_array_expected(tmp_path):
+    err = node_error(tmp_path, "[node]\nid = \"n\"\nhall = \"h\"\n[device]\nid = \"x\"\n")
+    assert err.key == "device" and "array of tables" in err.problem
+
+
+def test_node_example_names_shipped_profiles():
+    from hallctl.profiles import load_profiles
+
+    profiles = load_profiles()
+    for device in load_node_config(NODE_EXAMPLE).devices:
+        assert profiles.get(device.profile).kind == "window_display"
