@@ -1,0 +1,75 @@
+"""``hallctl central`` and ``hallctl node`` as the processes systemd runs, from the example configs."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+
+from conftest import PYTHON, ROOT, spawn_env
+from hallkit import Observer
+
+from hallctl.bus.topics import Topics
+
+
+def _example(name: str, tmp_path, port: int, **subs: str) -> str:
+    text = (ROOT / "config" / name).read_text()
+    text = re.sub(r"(?m)^port = 1883", f"port = {port}", text)
+    text = re.sub(r'(?m)^path = ".*"', f'path = "{tmp_path / name}.db"', text)
+    for old, new in subs.items():
+        text = text.replace(old, new)
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+async def test_central_from_example_config_serves_and_stops_cleanly(mosquitto, tmp_path):
+    cfg = _example("central.example.toml", tmp_path, mosquitto.port)
+    t = Topics("demo-hall")
+    async with Observer(mosquitto.host, mosquitto.port, [t.central_status, t.central_res("kiosk-1"),
+                                                           t.window_state("1")]) as obs:
+        proc = subprocess.Popen([PYTHON, "-m", "hallctl", "central", "-c", cfg], env=spawn_env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            await obs.wait_for(t.central_status, lambda d: d["state"] == "online", timeout=20)
+            closed = (await obs.wait_for(t.window_state("1")))[0]
+            assert closed["name"] == "1号窗口" and closed["state"] == "closed"
+            await obs.publish(t.central_req("kiosk-1", "ticket.issue"),
+                              {"v": 1, "request_id": "x1", "data": {"queue": "tax", "phone": "13900139000"}})
+            res = (await obs.wait_for(t.central_res("kiosk-1")))[0]
+            assert res["data"]["ticket"]["number"] == "C001"
+            assert res["data"]["ticket"]["phone_masked"] == "139****9000"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err.decode()
+        assert "13900139000" not in err.decode(), "no phone number in the log"
+        await obs.wait_for(t.central_status, lambda d: d["state"] == "offline")
+
+
+async def test_node_sends_ready_to_systemd(mosquitto, tmp_path):
+    from hallctl.sim.bx_emulator import BxEmulator
+
+    with BxEmulator() as emu:
+        cfg = _example("node.example.toml", tmp_path, mosquitto.port, **{"/dev/ttyUSB0": emu.port})
+        sock_path = str(tmp_path / "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(sock_path)
+        sock.settimeout(20)
+        env = spawn_env() | {"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "2000000", "WATCHDOG_PID": ""}
+        proc = subprocess.Popen([PYTHON, "-m", "hallctl", "node", "-c", cfg], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            got: list[str] = []
+            while not any("READY=1" in g for g in got) or not any("WATCHDOG=1" in g for g in got):
+                got.append(sock.recv(4096).decode())
+            assert any("READY=1" in g for g in got)
+            # READY is sent only after the display's first start: with no window state retained
+            # yet it has answered the PING, so the emulator has seen at least one frame
+            assert emu.screens[1].frames
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=20)
+            sock.close()
+        assert proc.returncode == 0
