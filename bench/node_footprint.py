@@ -14,8 +14,10 @@ What it does, all with real parts:
 * a baseline measured in the same run: a bare ``python -c pass`` (spawn -> exit, and its VmHWM)
   and ``python -c "import hallctl.node.daemon"`` (spawn -> exit).
 
-Human-readable lines first; the LAST line of stdout is one JSON object (see ``_result``).
-Exit status 1 with a message (and the node's stderr tail) when something does not work.
+Human-readable lines first; the LAST line of stdout is one JSON object (see :func:`measure`).
+Exit status 1 with a message (and the node's stderr tail) when the node never becomes READY or
+does not drive the displays. A node that ignores SIGTERM is killed after STOP_TIMEOUT_S, reported
+with a WARNING line and counted in ``details.stop_timeouts``; the measurement goes on.
 
     /tmp/venv/bin/python bench/node_footprint.py [--runs 5] [--traffic-s 3]
 """
@@ -43,7 +45,7 @@ NODE_ID = "bench-node"
 DEVICES = 6
 TARGETS = {"ready_s": 1.5, "rss_mb": 60}
 READY_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 5.0
 SCREEN_TIMEOUT_S = 10.0
 PYTHON = sys.executable
 
@@ -88,7 +90,8 @@ def spawn_to_exit_s(args: list[str]) -> float:
     proc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise BenchError(f"{' '.join(args)} exited with {proc.returncode}: {proc.stderr.decode(errors='replace')[-2000:]}")
+        err = proc.stderr.decode(errors="replace")[-2000:]
+        raise BenchError(f"{' '.join(args)} exited with {proc.returncode}: {err}")
     return elapsed
 
 
@@ -121,64 +124,69 @@ class NodeProcess:
         self.stderr_path = workdir / f"node-run{run_no}.stderr"
         self.notify_path = workdir / f"notify-{run_no}.sock"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
 
     def start_and_wait_ready(self, timeout: float) -> float:
         """Spawn the node and return the seconds until its ``READY=1`` datagram."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        # The socket stays bound until stop(), so the node's STOPPING=1 has somewhere to go.
+        self._sock = sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(str(self.notify_path))
         env = dict(os.environ, NOTIFY_SOCKET=str(self.notify_path))
         for key in ("WATCHDOG_USEC", "WATCHDOG_PID"):
             env.pop(key, None)
-        try:
-            with open(self.stderr_path, "wb") as err:
-                t0 = time.perf_counter()
-                self.proc = subprocess.Popen(
-                    [PYTHON, "-m", "hallctl", "node", "-c", str(self.cfg)],
-                    env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                    cwd=self.cfg.parent, start_new_session=True,
+        with open(self.stderr_path, "wb") as err:
+            t0 = time.perf_counter()
+            self.proc = subprocess.Popen(
+                [PYTHON, "-m", "hallctl", "node", "-c", str(self.cfg)],
+                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                cwd=self.cfg.parent, start_new_session=True,
+            )
+        deadline = t0 + timeout
+        while True:
+            ready, _, _ = select.select([sock], [], [], 0.02)
+            if ready:
+                data = sock.recv(4096)
+                now = time.perf_counter()
+                if "READY=1" in data.decode(errors="replace").splitlines():
+                    return now - t0
+                continue
+            if self.proc.poll() is not None:
+                raise BenchError(
+                    f"node exited with status {self.proc.returncode} before READY=1; stderr tail:\n"
+                    f"{tail(self.stderr_path)}"
                 )
-            deadline = t0 + timeout
-            while True:
-                ready, _, _ = select.select([sock], [], [], 0.02)
-                if ready:
-                    data = sock.recv(4096)
-                    now = time.perf_counter()
-                    if "READY=1" in data.decode(errors="replace").splitlines():
-                        return now - t0
-                    continue
-                if self.proc.poll() is not None:
-                    raise BenchError(
-                        f"node exited with status {self.proc.returncode} before READY=1; stderr tail:\n"
-                        f"{tail(self.stderr_path)}"
-                    )
-                if time.perf_counter() > deadline:
-                    raise BenchError(
-                        f"node not READY within {timeout:g}s (no READY=1 on NOTIFY_SOCKET); stderr tail:\n"
-                        f"{tail(self.stderr_path)}"
-                    )
-        finally:
-            sock.close()
-            self.notify_path.unlink(missing_ok=True)
+            if time.perf_counter() > deadline:
+                raise BenchError(
+                    f"node not READY within {timeout:g}s (no READY=1 on NOTIFY_SOCKET); stderr tail:\n"
+                    f"{tail(self.stderr_path)}"
+                )
 
     @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
 
-    def stop(self) -> float:
-        """SIGTERM and wait; returns the seconds the clean stop took (SIGKILL after a timeout)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return 0.0
-        t0 = time.perf_counter()
-        self.proc.send_signal(signal.SIGTERM)
+    def stop(self) -> float | None:
+        """SIGTERM and wait: the seconds the clean stop took, or None when the node ignored it
+        for STOP_TIMEOUT_S and had to be killed (systemd would do the same after
+        TimeoutStopSec; the will then says "lost" instead of "offline")."""
         try:
-            self.proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise BenchError(f"node ignored SIGTERM for {STOP_TIMEOUT_S:.0f}s and was killed; stderr tail:\n"
-                             f"{tail(self.stderr_path)}") from None
-        return time.perf_counter() - t0
+            if self.proc is None or self.proc.poll() is not None:
+                return 0.0
+            t0 = time.perf_counter()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                return None
+            return time.perf_counter() - t0
+        finally:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+            self.notify_path.unlink(missing_ok=True)
 
 
 # -- traffic like central's ------------------------------------------------------------------
@@ -244,6 +252,9 @@ def measure(runs: int, traffic_s: float) -> dict[str, Any]:
     from hallctl.sim.mosquitto import MosquittoProcess
 
     print(f"node footprint: {DEVICES} emulated BX-6K displays, cold starts x{runs}, python {PYTHON}", flush=True)
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        print("note: PYTHONDONTWRITEBYTECODE is set, so modules without a .pyc (an editable hallctl) are "
+              "compiled at every start; an installed node is a little faster", flush=True)
 
     # Baseline first, on the same machine in the same minute.
     bare = [spawn_to_exit_s([PYTHON, "-c", "pass"]) for _ in range(runs)]
@@ -266,7 +277,7 @@ def measure(runs: int, traffic_s: float) -> dict[str, Any]:
 
             ready_times: list[float] = []
             rss_at_ready: list[float] = []
-            stop_times: list[float] = []
+            stop_times: list[float | None] = []
             rss_mb = 0.0
             traffic: dict[str, Any] = {}
             for run in range(1, runs + 1):
@@ -289,6 +300,9 @@ def measure(runs: int, traffic_s: float) -> dict[str, Any]:
                 finally:
                     stop_times.append(node.stop())
                 print(line, flush=True)
+                if stop_times[-1] is None:
+                    print(f"WARNING run {run}: node ignored SIGTERM for {STOP_TIMEOUT_S:g}s and was killed; "
+                          f"stderr tail:\n{tail(node.stderr_path, 8)}", flush=True)
         finally:
             for emu in emus:
                 emu.close()
@@ -307,11 +321,14 @@ def measure(runs: int, traffic_s: float) -> dict[str, Any]:
         "ratios": {"ready_vs_python_start": round(ready_med / bare_s, 1), "rss_vs_python": round(rss_mb / bare_rss, 2)},
         "runs": runs,
         "targets": TARGETS,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    # set: hallctl's modules are compiled from source at every start (no .pyc)
+                    "dont_write_bytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))},
         "details": {
             "ready_s": {"min": r(min(ready_times)), "max": r(max(ready_times)), "all": [r(t) for t in ready_times]},
             "rss_at_ready_mb": [round(x, 1) for x in rss_at_ready],
-            "stop_s": [r(t) for t in stop_times],
+            "stop_s": [None if t is None else r(t) for t in stop_times],
+            "stop_timeouts": sum(t is None for t in stop_times),
             "python_start_s_all": [r(t) for t in bare],
             "import_s_all": [r(t) for t in imports],
             "traffic": traffic,

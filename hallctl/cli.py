@@ -11,6 +11,7 @@ import sys
 from typing import Any, Awaitable, Callable, Sequence
 
 import hallctl
+from hallctl.runtime.tasks import cancel_and_wait
 
 DESCRIPTION = """\
 hallctl runs the devices of a government service hall (政务服务中心) on Raspberry Pi nodes and the
@@ -59,6 +60,13 @@ def _setup_logging(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
+def _dump_tasks() -> None:
+    for task in asyncio.all_tasks():
+        print(f"--- task {task.get_name()}", file=sys.stderr)
+        task.print_stack(limit=8, file=sys.stderr)
+    sys.stderr.flush()
+
+
 async def _serve(run: Callable[[], Awaitable[Any]], stop: Callable[[], Awaitable[Any]]) -> None:
     """Run until SIGTERM/SIGINT, then stop cleanly (final status published, clean DISCONNECT)."""
     loop = asyncio.get_running_loop()
@@ -66,6 +74,7 @@ async def _serve(run: Callable[[], Awaitable[Any]], stop: Callable[[], Awaitable
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)  # for a technician: what is it waiting on?
     waiter = asyncio.create_task(stopping.wait())
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
     if task.done():
@@ -73,8 +82,7 @@ async def _serve(run: Callable[[], Awaitable[Any]], stop: Callable[[], Awaitable
         task.result()  # re-raise a crash: systemd restarts us
         return
     await stop()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await cancel_and_wait(task)
 
 
 def _run_node(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from hallctl.central.model import HallSpec, QueueSpec, WindowSpec
 from hallctl.central.service import CentralService, MqttSettings
 from hallctl.config import parse_node_config
 from hallctl.node.daemon import Node
+from hallctl.runtime.tasks import cancel_and_wait
 from hallctl.sim.bx_emulator import BxEmulator
 
 HALL = "test-hall"
@@ -50,8 +51,7 @@ class Running:
 
     async def stop(self) -> None:
         await self.daemon.stop()
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        await cancel_and_wait(self.task)
 
 
 @contextlib.asynccontextmanager

@@ -73,3 +73,28 @@ async def test_node_sends_ready_to_systemd(mosquitto, tmp_path):
             proc.communicate(timeout=20)
             sock.close()
         assert proc.returncode == 0
+
+
+async def test_node_stops_on_sigterm_while_its_display_is_busy(mosquitto, tmp_path):
+    """Regression: on Python 3.11 asyncio.wait_for could swallow the cancellation of a device
+    worker that was just handed a job, and the node then ignored SIGTERM (1 stop in 4)."""
+    from hallctl.sim.bx_emulator import BxEmulator
+
+    t = Topics("demo-hall")
+    with BxEmulator() as emu:
+        cfg = _example("node.example.toml", tmp_path, mosquitto.port, **{"/dev/ttyUSB0": emu.port})
+        async with Observer(mosquitto.host, mosquitto.port, [t.node_status("window-3")]) as obs:
+            await obs.publish(t.window_state("3"), {"v": 1, "window": "3", "name": "3号窗口", "state": "open",
+                                                    "ticket": {"number": "A001", "status": "called"}}, retain=True)
+            for attempt in range(6):
+                proc = subprocess.Popen([PYTHON, "-m", "hallctl", "node", "-c", cfg], env=spawn_env(),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                await obs.wait_for(t.node_status("window-3"), lambda d: d["state"] == "ready", count=attempt + 1, timeout=20)
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.communicate(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    raise AssertionError(f"node ignored SIGTERM (stop {attempt + 1})")
+                assert proc.returncode == 0
+                await obs.wait_for(t.node_status("window-3"), lambda d: d["state"] == "offline", count=attempt + 1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
@@ -23,6 +24,7 @@ import aiomqtt
 
 from hallctl.bus.messages import encode
 from hallctl.errors import HallctlError
+from hallctl.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("hallctl.bus")
 
@@ -128,6 +130,10 @@ class Bus:
             username=self.username,
             password=self.password,
             timeout=self.publish_timeout,
+            # Nagle held each small packet after a PUBACK for the broker's delayed ACK (~44 ms,
+            # three times during a node's start: bench/node_footprint.py); MQTT packets are small
+            # and latency matters more than packet count here.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
 
     async def run(self) -> None:
@@ -161,6 +167,8 @@ class Bus:
                         )
                         if self.on_message is not None:
                             await self._guard(self.on_message(incoming), f"message on {incoming.topic}")
+                        if self._stopping:
+                            break  # close() was called; its cancellation may have been lost
             except aiomqtt.MqttError as exc:
                 if not self._stopping and not self._down_logged:
                     log.warning("mqtt connection to %s:%d lost or refused (%s); reconnecting", self.host, self.port, exc)
@@ -169,8 +177,7 @@ class Bus:
                 self.connected.clear()
                 self._client = None
                 if drain is not None:
-                    drain.cancel()
-                    await asyncio.gather(drain, return_exceptions=True)
+                    await cancel_and_wait(drain)
             if self._stopping:
                 break
             await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
@@ -211,9 +218,8 @@ class Bus:
             await self.try_publish(topic, payload, retain=retain)
         self._stopping = True
         task = self._run_task
-        if task is not None and task is not asyncio.current_task() and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        if task is not None and task is not asyncio.current_task():
+            await cancel_and_wait(task)
 
 
 def _bytes_of(payload: Any) -> bytes:

@@ -64,8 +64,9 @@ class Requester:
                     await asyncio.sleep(min(timeout, 0.5))
                     continue
                 try:
-                    return await asyncio.wait_for(asyncio.shield(fut), timeout)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(timeout):
+                        return await asyncio.shield(fut)
+                except TimeoutError:
                     continue
             raise DeviceTimeout(f"no response to {topic} (request {rid}) after {attempts} attempts")
         finally:

@@ -26,6 +26,7 @@ from hallctl.config import CentralConfig
 from hallctl.central.store import Store
 from hallctl.errors import BadRequest, HallctlError
 from hallctl.runtime.outbox import Outbox
+from hallctl.runtime.tasks import run_together
 
 log = logging.getLogger("hallctl.central")
 
@@ -83,9 +84,7 @@ class CentralService:
 
     # -- lifecycle --------------------------------------------------------------------------
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.bus.run(), name="central-bus")
-            tg.create_task(self._housekeeping(), name="central-housekeeping")
+        await run_together([("central-bus", self.bus.run()), ("central-housekeeping", self._housekeeping())])
 
     async def _housekeeping(self, every_s: float = 30.0) -> None:
         """Roll the business day over on time (not at the first request of the morning) and keep

@@ -28,6 +28,7 @@ from hallctl.node.bdseq import BdSeq
 from hallctl.profiles import ProfileSet, load_profiles
 from hallctl.runtime.outbox import Outbox
 from hallctl.runtime.sdnotify import Notifier
+from hallctl.runtime.tasks import run_together
 from hallctl.runtime.supervisor import DeviceState, DeviceWorker, Supervisor
 from hallctl_drivers import driver_class
 
@@ -183,7 +184,8 @@ class Node:
             doc = messages.decode_object(incoming.payload)
         except BadRequest:
             doc = {}
-        if self._stopping:
+        if self._stopping or incoming.retain:
+            # a retained status is from before this connection: our birth has replaced it already
             return
         if doc.get("state") != "ready" or doc.get("bd_seq") != self.bd_seq:
             if doc.get("bd_seq") != self.bd_seq:
@@ -240,14 +242,12 @@ class Node:
 
     # -- lifecycle --------------------------------------------------------------------------
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.bus.run(), name="bus")
-            tg.create_task(self.supervisor.run(), name="supervisor")
-            for app in self.apps.values():
-                tg.create_task(app.run(), name=f"app-window-{app.window}")
-            tg.create_task(self.notifier.run_watchdog(lambda: True), name="watchdog")
-            if not self.devices:
-                tg.create_task(self._ready_without_devices())
+        coros = [("bus", self.bus.run()), ("supervisor", self.supervisor.run()),
+                 ("watchdog", self.notifier.run_watchdog(lambda: True))]
+        coros += [(f"app-window-{app.window}", app.run()) for app in self.apps.values()]
+        if not self.devices:
+            coros.append(("ready", self._ready_without_devices()))
+        await run_together(coros)
 
     async def _ready_without_devices(self) -> None:
         await self.bus.connected.wait()

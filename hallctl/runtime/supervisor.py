@@ -30,7 +30,7 @@ import logging
 import random
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Iterator, Mapping
+from typing import Any, Awaitable, Callable, Iterator, Mapping, TypeVar
 
 from hallctl.errors import (
     BadRequest,
@@ -42,14 +42,24 @@ from hallctl.errors import (
     UnknownCommand,
     UnknownDevice,
 )
+from hallctl.runtime.tasks import run_together
 from hallctl_drivers.base import Driver, Health, ProbeResult
 
 __all__ = ["DeviceState", "DeviceWorker", "Supervisor"]
 
 _LOG = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: a queued command: action, args, and the future the caller is waiting on
 _Job = tuple[str, dict[str, Any], "asyncio.Future[dict[str, Any]]"]
+
+
+async def _within(awaitable: Awaitable[T], seconds: float) -> T:
+    """``asyncio.wait_for`` without its Python 3.11 flaw: there it can swallow a cancellation when
+    the awaited call finishes in the same loop step, and a node then ignores SIGTERM (found by
+    bench/node_footprint.py: 9 hangs in 40 stops). ``asyncio.timeout`` does not."""
+    async with asyncio.timeout(seconds):
+        return await awaitable
 
 
 def _now() -> str:
@@ -205,8 +215,8 @@ class DeviceWorker:
         self._driver = driver
         self._actions = tuple(getattr(driver, "actions", ()))
         try:
-            await asyncio.wait_for(driver.start(), self.start_timeout)
-            result = await asyncio.wait_for(driver.probe(), self.command_timeout)
+            await _within(driver.start(), self.start_timeout)
+            result = await _within(driver.probe(), self.command_timeout)
             health = Health(result.health)
         except asyncio.CancelledError:
             raise
@@ -235,7 +245,7 @@ class DeviceWorker:
                 next_probe = loop.time() + self.probe_interval
                 continue
             try:
-                job = await asyncio.wait_for(self._queue.get(), wait)
+                job = await _within(self._queue.get(), wait)
             except TimeoutError:
                 continue
             reason = await self._run_job(job)
@@ -250,9 +260,7 @@ class DeviceWorker:
         assert self._driver is not None
         self._current = job  # stays set if we are cancelled: the shutdown answers this caller
         try:
-            result = await asyncio.wait_for(
-                self._driver.execute(action, args), self.command_timeout
-            )
+            result = await _within(self._driver.execute(action, args), self.command_timeout)
         except Exception as exc:
             self._current = None
             return self._job_failed(fut, action, exc)
@@ -289,7 +297,7 @@ class DeviceWorker:
         """Probe the running driver; returns a reason when the device is down, else None."""
         assert self._driver is not None
         try:
-            result = await asyncio.wait_for(self._driver.probe(), self.command_timeout)
+            result = await _within(self._driver.probe(), self.command_timeout)
             health = Health(result.health)
         except asyncio.CancelledError:
             raise
@@ -411,7 +419,7 @@ class DeviceWorker:
         if driver is None:
             return
         try:
-            await asyncio.wait_for(driver.stop(), self.command_timeout)
+            await _within(driver.stop(), self.command_timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -443,9 +451,7 @@ class Supervisor:
 
     async def run(self) -> None:
         """Run every worker until cancelled (workers never raise, so none stops the others)."""
-        async with asyncio.TaskGroup() as tg:
-            for worker in self._workers.values():
-                tg.create_task(worker.run(), name=f"device:{worker.device_id}")
+        await run_together((f"device:{w.device_id}", w.run()) for w in self._workers.values())
 
     def get(self, device_id: str) -> DeviceWorker:
         try:

@@ -24,6 +24,7 @@ from hallctl.central.model import HallSpec, QueueSpec, WindowSpec
 from hallctl.central.service import CentralService, MqttSettings
 from hallctl.config import parse_node_config
 from hallctl.node.daemon import Node
+from hallctl.runtime.tasks import cancel_and_wait
 from hallctl.sim.broker import EmbeddedBroker
 from hallctl.sim.bx_emulator import BxEmulator
 from hallctl.sim.traffic import Clerk, Kiosk, TrafficStats
@@ -154,8 +155,7 @@ async def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
             await central.stop()
             await sim_bus.close()
             for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+                await cancel_and_wait(t)
             _summary(out, hall, stats, emulators, crashed)
         return 1 if crashed else 0
     return 0

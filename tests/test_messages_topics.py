@@ -1,0 +1,92 @@
+"""The contract's parsers: garbage in gives a coded error (never a crash), good input round-trips."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hallctl.bus import messages
+from hallctl.bus.topics import ROOT, Topics, check_id, parse
+from hallctl.errors import BadRequest
+
+ids = st.from_regex(r"\A[a-z0-9][a-z0-9-]{0,20}\Z")
+names = st.from_regex(r"\A[a-z][a-z0-9_]{0,8}(\.[a-z][a-z0-9_]{0,8}){0,2}\Z")
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+                           lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+                           max_leaves=10)
+
+
+@given(st.binary(max_size=300))
+def test_parse_request_never_crashes_on_garbage(raw):
+    try:
+        req = messages.parse_request(raw)
+    except BadRequest as exc:
+        assert exc.code == "bad_request" and exc.message
+    else:
+        assert messages.REQUEST_ID_RE.match(req.request_id) and isinstance(req.data, dict)
+
+
+@given(json_values)
+def test_parse_request_on_any_json_document(doc):
+    raw = json.dumps(doc).encode()
+    with pytest.raises(BadRequest):
+        messages.parse_request(raw)  # none of these has v=1 and a request_id
+
+
+@given(st.from_regex(r"\A[A-Za-z0-9._:-]{1,64}\Z"), st.dictionaries(st.text(max_size=8), json_values, max_size=4))
+def test_request_round_trip(rid, data):
+    req = messages.parse_request(messages.encode(messages.request(rid, data)))
+    assert req.request_id == rid and req.data == data
+
+
+@given(st.binary(max_size=200))
+def test_request_id_of_garbage_is_none_or_valid(raw):
+    rid = messages.request_id_of(raw)
+    assert rid is None or messages.REQUEST_ID_RE.match(rid)
+
+
+def test_bad_request_messages_say_what_is_wrong():
+    cases = {
+        b"": "empty",
+        b"[1]": "object",
+        b'{"v": 2, "request_id": "a"}': "version",
+        b'{"v": 1}': "request_id",
+        b'{"v": 1, "request_id": "a", "data": []}': "data",
+        b'{"v": 1, "request_id": "a", "extra": 1}': "extra",
+        "中文".encode("gb2312"): "UTF-8",
+    }
+    for raw, word in cases.items():
+        with pytest.raises(BadRequest, match=word):
+            messages.parse_request(raw)
+
+
+def test_payloads_keep_chinese_readable():
+    assert "请" in messages.encode({"text": "请"}).decode("utf-8")
+
+
+@given(ids, ids, ids, names, names)
+def test_topics_round_trip(hall, node, dev, action, client_name):
+    t = Topics(hall)
+    assert parse(t.dev_cmd(node, dev, action)) == parse(t.dev_cmd(node, dev, action))
+    p = parse(t.dev_cmd(node, dev, action))
+    assert (p.kind, p.hall, p.node, p.device, p.name) == ("dev_cmd", hall, node, dev, action)
+    p = parse(t.central_req(node, action))
+    assert (p.kind, p.client, p.name) == ("central_req", node, action)
+    assert parse(t.window_state(dev)).window == dev
+    assert parse(t.node_status(node)).kind == "node_status"
+    assert parse(t.event(client_name)).name == client_name
+
+
+@given(st.text(max_size=80))
+def test_parse_any_topic_never_crashes(topic):
+    p = parse(topic)
+    assert p is None or topic.startswith(ROOT + "/")
+
+
+@pytest.mark.parametrize("bad", ["", "A", "a b", "a/b", "+", "#", "-a", "x" * 64, "窗口"])
+def test_ids_that_would_break_topics_are_refused(bad):
+    with pytest.raises(BadRequest):
+        check_id(bad)
