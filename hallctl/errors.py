@@ -20,6 +20,7 @@ CODES: dict[str, str] = {
     "device_error": "the device answered with an error or a corrupt frame",
     "timeout": "the device did not answer in time",
     "config_error": "configuration or firmware profile is invalid",
+    "expired": "the request's expires_at had passed when it arrived; it was not executed",
     "internal": "unexpected failure; the daemon logged it and keeps serving",
 }
 
@@ -73,6 +74,13 @@ class DeviceError(HallctlError, IOError):
 
 class DeviceTimeout(HallctlError, TimeoutError):
     code = "timeout"
+
+
+class Expired(HallctlError, TimeoutError):
+    """A request that waited too long (e.g. queued at the broker while the receiver was down):
+    the sender has given up and told the citizen so, so running it now would be wrong."""
+
+    code = "expired"
 
 
 class ConfigError(HallctlError, ValueError):

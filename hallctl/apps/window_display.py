@@ -28,6 +28,34 @@ DEFAULT_TEMPLATES: dict[str, list[str]] = {
 }
 
 
+#: how long a technician's test text (a diagnostics ``show``/``clear``) stays before the app
+#: puts the window's real state back; a new call ends the hold at once
+HOLD_S = 30.0
+_FIELDS = {"window": "3", "window_name": "3号窗口", "number": "A001", "queue": "a"}
+
+
+def check_templates(templates: Any) -> dict[str, list[str]]:
+    """Validate hall-supplied templates (from a node config); raises ValueError saying what is wrong."""
+    if templates is None:
+        return {}
+    if not isinstance(templates, Mapping):
+        raise ValueError("templates must be a table of state = [lines]")
+    out: dict[str, list[str]] = {}
+    for key, lines in templates.items():
+        if key not in DEFAULT_TEMPLATES:
+            raise ValueError(f"unknown state {key!r}; states: {', '.join(DEFAULT_TEMPLATES)}")
+        if not isinstance(lines, list) or not lines or not all(isinstance(x, str) for x in lines):
+            raise ValueError(f"{key} must be a non-empty list of strings")
+        for line in lines:
+            try:
+                line.format(**_FIELDS)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"{key}: {line!r} uses an unknown field or bad braces ({exc}); "
+                                 f"fields: {', '.join('{' + f + '}' for f in _FIELDS)}") from None
+        out[key] = list(lines)
+    return out
+
+
 def render(state: Mapping[str, Any], templates: Mapping[str, list[str]] = DEFAULT_TEMPLATES) -> list[str]:
     """The lines a window display shows for a window state document (see docs/topics.md)."""
     window_state = state.get("state", "open")
@@ -60,12 +88,23 @@ class WindowDisplayApp:
         self.desired: list[str] | None = None
         self.shown: list[str] | None = None
         self._wake = asyncio.Event()
+        self._hold_until = 0.0
 
     def on_window_state(self, state: Mapping[str, Any]) -> None:
         lines = render(state, self.templates)
         if lines != self.desired:
             self.desired = lines
+            self._hold_until = 0.0  # a real call beats a technician's test text
             self._wake.set()
+
+    def hold(self, seconds: float | None = None) -> None:
+        """Someone else changed the display (diagnostics): leave it for ``seconds`` (default
+        :data:`HOLD_S`), then show the window's state again."""
+        seconds = HOLD_S if seconds is None else seconds
+        self.shown = None
+        loop = asyncio.get_running_loop()
+        self._hold_until = loop.time() + seconds
+        loop.call_later(seconds, self._wake.set)
 
     async def on_up(self) -> None:
         """The device (re)started: whatever it showed before is gone."""
@@ -73,9 +112,12 @@ class WindowDisplayApp:
         self._wake.set()
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if loop.time() < self._hold_until:
+                continue
             lines = self.desired
             if lines is None or lines == self.shown:
                 continue

@@ -27,6 +27,9 @@ from hallctl.errors import HallctlError
 from hallctl.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("hallctl.bus")
+# paho logs "failed to receive on socket" at ERROR for every broker restart; the bus says it
+# once, as a warning, itself. Raise this logger's level to see paho's own messages.
+_paho_log = logging.getLogger("hallctl.bus.paho")
 
 
 class BusUnavailable(HallctlError, ConnectionError):
@@ -82,23 +85,42 @@ class Bus:
         self.reconnect_max = reconnect_max
         self.publish_timeout = publish_timeout
         self.connected = asyncio.Event()
+        if _paho_log.level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
+            _paho_log.setLevel(logging.CRITICAL)
         self.connections = 0  # how many times we have connected; tests and the demo read it
         self._client: aiomqtt.Client | None = None
         self._stopping = False
         self._down_logged = False
         self._run_task: asyncio.Task[Any] | None = None
+        self._lost: asyncio.Event | None = None
+        self._inbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=1000)
+        self._handling_since: float | None = None
 
     # -- publishing -----------------------------------------------------------------------
     async def publish(self, topic: str, payload: Payload, *, qos: int = 1, retain: bool = False) -> None:
-        """Publish now. Raises :class:`BusUnavailable` when not connected (callers that must not
-        lose the message use :meth:`publish_reliable`)."""
-        client = self._client
-        if client is None or not self.connected.is_set():
+        """Publish now and wait for the broker's PUBACK. Raises :class:`BusUnavailable` when not
+        connected, or as soon as the connection is lost (not after the publish timeout: a daemon
+        stuck on a dead connection would serve nobody). Callers that must not lose the message use
+        :meth:`publish_reliable`."""
+        client, lost = self._client, self._lost
+        if client is None or lost is None or not self.connected.is_set():
             raise BusUnavailable()
+        pub = asyncio.ensure_future(
+            client.publish(topic, _bytes(payload), qos=qos, retain=retain, timeout=self.publish_timeout))
+        gone = asyncio.ensure_future(lost.wait())
         try:
-            await client.publish(topic, _bytes(payload), qos=qos, retain=retain, timeout=self.publish_timeout)
-        except aiomqtt.MqttError as exc:
-            raise BusUnavailable(f"publish to {topic} failed: {exc}") from None
+            done, _ = await asyncio.wait({pub, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not pub.done():
+                pub.cancel()
+        if pub not in done:
+            raise BusUnavailable(f"connection lost before the broker acknowledged {topic}")
+        exc = pub.exception()
+        if isinstance(exc, aiomqtt.MqttError):
+            raise BusUnavailable(f"publish to {topic} failed: {exc}")
+        if exc is not None:
+            raise exc
 
     async def try_publish(self, topic: str, payload: Payload, *, qos: int = 1, retain: bool = False) -> bool:
         """Publish if connected; False otherwise. For state that is re-published on reconnect."""
@@ -107,6 +129,11 @@ class Bus:
         except BusUnavailable:
             return False
         return True
+
+    def healthy(self, stuck_after_s: float = 60.0) -> bool:
+        """False when a handler has been busy with one message for too long (for the watchdog)."""
+        since = self._handling_since
+        return since is None or asyncio.get_running_loop().time() - since < stuck_after_s
 
     def publish_reliable(self, topic: str, payload: Payload, *, retain: bool = False) -> int:
         """Store in the outbox (durable when this returns); the drainer publishes it at QoS 1."""
@@ -134,20 +161,32 @@ class Bus:
             # three times during a node's start: bench/node_footprint.py); MQTT packets are small
             # and latency matters more than packet count here.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            logger=_paho_log,
         )
 
     async def run(self) -> None:
-        """Connect and serve until cancelled or :meth:`close`; reconnects on any broker loss."""
+        """Connect and serve until cancelled or :meth:`close`; reconnects on any broker loss.
+
+        Messages are handed, in order, to one handler task, so the read loop sees a dead
+        connection at once even while a handler is busy (mqtt-io #187)."""
         self._run_task = asyncio.current_task()
+        handler = asyncio.create_task(self._handle_inbox(), name=f"handler-{self.client_id}")
+        try:
+            await self._connection_loop()
+        finally:
+            await cancel_and_wait(handler)
+
+    async def _connection_loop(self) -> None:
         backoff = 0.1
         while not self._stopping:
             client = self._make_client()
+            lost = asyncio.Event()
             drain: asyncio.Task[None] | None = None
             try:
                 async with client:
                     for topic_filter, qos in self.subscriptions:
                         await client.subscribe(topic_filter, qos=qos)
-                    self._client = client
+                    self._client, self._lost = client, lost
                     self.connections += 1
                     self.connected.set()
                     backoff = 0.1
@@ -157,16 +196,15 @@ class Bus:
                     if self.outbox is not None:
                         drain = asyncio.create_task(self._drain(client), name=f"outbox-{self.client_id}")
                     if self.on_connect is not None:
-                        await self._guard(self.on_connect(), "on_connect")
+                        await self._inbox.put(self.on_connect)  # runs before this connection's messages
                     async for message in client.messages:
-                        incoming = Incoming(
+                        payload = message.payload
+                        await self._inbox.put(Incoming(
                             str(message.topic),
-                            bytes(message.payload) if isinstance(message.payload, (bytes, bytearray)) else _bytes_of(message.payload),
+                            bytes(payload) if isinstance(payload, (bytes, bytearray)) else _bytes_of(payload),
                             bool(message.retain),
                             int(message.qos),
-                        )
-                        if self.on_message is not None:
-                            await self._guard(self.on_message(incoming), f"message on {incoming.topic}")
+                        ))
                         if self._stopping:
                             break  # close() was called; its cancellation may have been lost
             except aiomqtt.MqttError as exc:
@@ -174,6 +212,7 @@ class Bus:
                     log.warning("mqtt connection to %s:%d lost or refused (%s); reconnecting", self.host, self.port, exc)
                     self._down_logged = True
             finally:
+                lost.set()
                 self.connected.clear()
                 self._client = None
                 if drain is not None:
@@ -183,33 +222,52 @@ class Bus:
             await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
             backoff = min(backoff * 2, self.reconnect_max)
 
+    async def _handle_inbox(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            item = await self._inbox.get()
+            self._handling_since = loop.time()
+            try:
+                if isinstance(item, Incoming):
+                    if self.on_message is not None:
+                        await self._guard(self.on_message(item), f"message on {item.topic}")
+                else:
+                    await self._guard(item(), "on_connect")
+            finally:
+                self._handling_since = None
+
     async def _guard(self, awaitable: Awaitable[None], what: str) -> None:
-        """A handler's bug is logged and the connection keeps serving."""
+        """A handler's failure is logged and the daemon keeps serving."""
         try:
             await awaitable
-        except aiomqtt.MqttError:
-            raise
         except asyncio.CancelledError:
             raise
+        except BusUnavailable as exc:
+            log.info("%s: not finished, the broker went away (%s)", what, exc.message)
         except Exception:  # noqa: BLE001 - the daemon must keep serving
             log.exception("handler failed for %s", what)
 
     async def _drain(self, client: aiomqtt.Client) -> None:
-        """Publish outbox items oldest first; delete each only after the broker's PUBACK."""
+        """Publish outbox items oldest first; delete each only after the broker's PUBACK.
+        Runs for one connection; any failure is logged and retried, never fatal."""
         while True:
-            items = self.outbox.peek(50)
-            if not items:
-                await self.outbox.wait_nonempty()
-                continue
-            for item in items:
-                try:
+            try:
+                items = self.outbox.peek(50)
+                if not items:
+                    await self.outbox.wait_nonempty()
+                    continue
+                for item in items:
                     await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain,
                                          timeout=self.publish_timeout)
-                except aiomqtt.MqttError as exc:
-                    log.debug("outbox publish failed (%s); will retry", exc)
-                    await asyncio.sleep(0.5)
-                    break
-                self.outbox.ack(item.id)
+                    self.outbox.ack(item.id)
+            except asyncio.CancelledError:
+                raise
+            except aiomqtt.MqttError as exc:
+                log.debug("outbox publish failed (%s); will retry", exc)
+                await asyncio.sleep(0.5)
+            except Exception:  # noqa: BLE001 - e.g. a SQLite error: keep the messages, retry
+                log.exception("outbox drain failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
 
     async def close(self, final: Sequence[tuple[str, Payload, bool]] = ()) -> None:
         """Publish ``final`` messages (topic, payload, retain) if connected, then disconnect

@@ -52,6 +52,10 @@ def decode_object(payload: bytes | bytearray | str | None) -> dict[str, Any]:
 class Request:
     request_id: str
     data: dict[str, Any]
+    expires_at: datetime | None = None
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and (now or datetime.now(timezone.utc)) > self.expires_at
 
 
 def request_id_of(payload: bytes | None) -> str | None:
@@ -74,14 +78,25 @@ def parse_request(payload: bytes | None) -> Request:
     data = doc.get("data", {})
     if not isinstance(data, dict):
         raise BadRequest("data must be a JSON object")
-    unknown = set(doc) - {"v", "request_id", "data"}
+    unknown = set(doc) - {"v", "request_id", "data", "expires_at"}
     if unknown:
         raise BadRequest(f"unknown envelope field(s): {', '.join(sorted(unknown))}")
-    return Request(rid, data)
+    expires_at = None
+    if "expires_at" in doc:
+        try:
+            expires_at = datetime.fromisoformat(str(doc["expires_at"]).replace("Z", "+00:00"))
+        except ValueError:
+            raise BadRequest("expires_at must be an ISO 8601 time with an offset") from None
+        if expires_at.tzinfo is None:
+            raise BadRequest("expires_at must be an ISO 8601 time with an offset")
+    return Request(rid, data, expires_at)
 
 
-def request(request_id: str, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    return {"v": VERSION, "request_id": request_id, "data": dict(data or {})}
+def request(request_id: str, data: Mapping[str, Any] | None = None, *, expires_at: datetime | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"v": VERSION, "request_id": request_id, "data": dict(data or {})}
+    if expires_at is not None:
+        doc["expires_at"] = expires_at.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return doc
 
 
 def response_ok(request_id: str | None, data: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
 from hallctl.bus import messages
@@ -54,12 +55,14 @@ class Requester:
         """Publish a request and return the response document (``status`` ok or error)."""
         assert self.bus is not None, "attach a Bus first"
         rid = request_id or self.new_id()
+        # after this the caller has given up (and told the citizen): the receiver must not run it
+        expires_at = datetime.now(timezone.utc) + timedelta(seconds=timeout * attempts + 2)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         try:
             for _ in range(attempts):
                 try:
-                    await self.bus.publish(topic, messages.request(rid, data), qos=1)
+                    await self.bus.publish(topic, messages.request(rid, data, expires_at=expires_at), qos=1)
                 except BusUnavailable:
                     await asyncio.sleep(min(timeout, 0.5))
                     continue

@@ -24,7 +24,7 @@ from hallctl.central.core import Central
 from hallctl.central.model import HallSpec, QueueSpec, WindowSpec
 from hallctl.config import CentralConfig
 from hallctl.central.store import Store
-from hallctl.errors import BadRequest, HallctlError
+from hallctl.errors import BadRequest, Expired, HallctlError
 from hallctl.runtime.outbox import Outbox
 from hallctl.runtime.tasks import run_together
 
@@ -32,6 +32,8 @@ log = logging.getLogger("hallctl.central")
 
 #: how long a response is kept for answering duplicates of its request
 RESPONSE_DAYS = 7
+#: outbox mark: the seq of the last event put in the outbox
+EVENTS_MARK = "events"
 
 
 @dataclass(frozen=True)
@@ -58,12 +60,12 @@ class CentralService:
         self.topics = Topics(hall.hall_id)
         self.store = Store(store_path)
         self.outbox = Outbox(store_path + ".outbox")
-        self.core = Central(hall, clock or (lambda: datetime.now(tz)))
-        replayed = 0
-        for event in self.store.load_events():
-            self.core.apply(event)
-            replayed += 1
-        log.info("central %s: replayed %d events from %s", hall.hall_id, replayed, store_path)
+        self._clock = clock or (lambda: datetime.now(tz))
+        self.core = self._rebuild()
+        log.info("central %s: replayed %d events from %s", hall.hall_id, self.core.last_seq, store_path)
+        if self.outbox.mark(EVENTS_MARK) is None:  # a new outbox: nothing before now is owed
+            self.outbox.put_many([], mark=(EVENTS_MARK, self.store.last_seq()))
+        self._queue_missing_events()
         self.instance = f"{client_id}-{os.getpid()}"
         self.bus = Bus(
             mqtt.host,
@@ -94,8 +96,13 @@ class CentralService:
             try:
                 outcome = self.core.tick()
                 if outcome.events:
-                    self._commit_and_publish(outcome.events, None, None)
+                    try:
+                        self._commit_and_publish(outcome.events, None, None)
+                    except Exception:
+                        self.core = self._rebuild()
+                        raise
                     await self._publish_states()
+                self._queue_missing_events()
                 self.store.prune_responses(RESPONSE_DAYS)
             except Exception:  # noqa: BLE001 - housekeeping must not stop the hall
                 log.exception("central housekeeping failed")
@@ -158,6 +165,8 @@ class CentralService:
             return stored
         events = []
         try:
+            if request.expired():
+                raise Expired(f"request {request.request_id} expired at {request.expires_at.isoformat()}; not executed")
             outcome = self.core.handle(action, request.data)
         except HallctlError as exc:
             response = messages.response_error(request.request_id, exc)
@@ -168,14 +177,40 @@ class CentralService:
         else:
             response = messages.response_ok(request.request_id, outcome.data)
             events = outcome.events
-        self._commit_and_publish(events, key, response)
+        try:
+            self._commit_and_publish(events, key, response)
+        except Exception:  # noqa: BLE001 - disk full, I/O error: the hall must go on
+            log.exception("central could not store the outcome of %s; state reloaded from the store", action)
+            self.core = self._rebuild()
+            return messages.response_error(request.request_id, HallctlError("internal error: could not store; try again"))
         self.handled += 1
         return response
 
+    def _rebuild(self) -> Central:
+        """The core as the store says it is. Used at start and when a commit failed, so memory
+        (and the retained state built from it) never holds what the disk does not."""
+        core = Central(self.hall, self._clock)
+        for event in self.store.load_events():
+            core.apply(event)
+        return core
+
     def _commit_and_publish(self, events: list[Any], key: str | None, response: dict[str, Any] | None) -> None:
         self.store.commit(events, key, response)
-        for event in events:
-            self.bus.publish_reliable(self.topics.event(event.type), self.core.event_public(event))
+        self._queue_events(events)
+
+    def _queue_events(self, events: list[Any]) -> None:
+        """Events go to the outbox with a mark of the last seq queued, in one transaction."""
+        if events:
+            items = [(self.topics.event(e.type), messages.encode(self.core.event_public(e)), 1, False) for e in events]
+            self.outbox.put_many(items, mark=(EVENTS_MARK, events[-1].seq))
+
+    def _queue_missing_events(self) -> None:
+        """Events stored but never queued (a crash between the two commits) are queued now."""
+        queued = self.outbox.mark(EVENTS_MARK) or 0
+        missing = list(self.store.load_events(after=queued))
+        if missing:
+            log.warning("queueing %d stored events that never reached the outbox", len(missing))
+            self._queue_events(missing)
 
 
 def central_from_config(cfg: CentralConfig) -> CentralService:

@@ -18,12 +18,12 @@ import logging
 from typing import Any
 
 import hallctl
-from hallctl.apps.window_display import WindowDisplayApp
+from hallctl.apps.window_display import WindowDisplayApp, check_templates
 from hallctl.bus import messages
 from hallctl.bus.client import Bus, Incoming
-from hallctl.bus.topics import Topics, check_name, parse
+from hallctl.bus.topics import Topics, check_id, check_name, parse
 from hallctl.config import NodeConfig
-from hallctl.errors import BadRequest, ConfigError, HallctlError, UnknownDevice
+from hallctl.errors import BadRequest, ConfigError, Expired, HallctlError, UnknownDevice
 from hallctl.node.bdseq import BdSeq
 from hallctl.profiles import ProfileSet, load_profiles
 from hallctl.runtime.outbox import Outbox
@@ -34,8 +34,12 @@ from hallctl_drivers import driver_class
 
 log = logging.getLogger("hallctl.node")
 
-FEATURES = ["bd_seq", "idempotent_requests", "retained_state", "outbox"]
+FEATURES = ["bd_seq", "idempotent_requests", "retained_state", "outbox", "expires_at"]
 DEDUP_SIZE = 1024
+#: errors not remembered for a request_id: a retry of the same request may succeed later
+TRANSIENT_CODES = frozenset({"device_offline", "timeout", "internal"})
+#: device actions that change what a display shows
+DISPLAY_ACTIONS = frozenset({"show", "clear"})
 
 
 class Node:
@@ -53,6 +57,9 @@ class Node:
         self.disabled: dict[str, ConfigError] = {}
         self.states: dict[str, dict[str, Any]] = {}
         self.apps: dict[str, WindowDisplayApp] = {}  # window id -> app
+        self._app_of: dict[str, WindowDisplayApp] = {}  # device id -> app
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._will_connections = -1  # bus.connections when the last will was made
         self._seen_state: set[str] = set()
         self._responses: collections.OrderedDict[str, asyncio.Future[dict[str, Any]]] = collections.OrderedDict()
         self._central: tuple[str, str] | None = None
@@ -81,7 +88,7 @@ class Node:
 
     # -- devices ----------------------------------------------------------------------------
     def _build_devices(self) -> None:
-        for dev in self.cfg.devices:
+        for index, dev in enumerate(self.cfg.devices):
             entry: dict[str, Any] = {"id": dev.id, "profile": dev.profile, "app": dev.app}
             try:
                 profile = self.profiles.get(dev.profile)
@@ -98,10 +105,7 @@ class Node:
                 continue
             options = dict(dev.options)
             settings = profile.settings
-            app = None
-            if dev.app == "window_display":
-                window = str(options.get("window", ""))
-                app = WindowDisplayApp(window, None, options.get("templates"))
+            app = self._make_app(index, dev, options)
             worker = DeviceWorker(
                 dev.id,
                 lambda cls=cls, settings=settings, options=options: cls(settings, options),
@@ -111,9 +115,32 @@ class Node:
             if app is not None:
                 app.worker = worker
                 self.apps[app.window] = app
+                self._app_of[dev.id] = app
             self.supervisor.add(worker)
             entry.update(kind=profile.kind, driver=profile.driver, actions=list(getattr(cls, "actions", ())))
             self.devices[dev.id] = entry
+
+    def _make_app(self, index: int, dev: Any, options: dict[str, Any]) -> WindowDisplayApp | None:
+        """The app that drives this device, checked now so a typo stops the daemon with exit 78
+        and a clear message instead of failing on every call."""
+        if dev.app is None:
+            return None
+        where = f"device[{index}].options"
+        if dev.app != "window_display":
+            raise ConfigError(f"unknown app {dev.app!r}; known: window_display", file=self.cfg.file, key=f"device[{index}].app")
+        window = options.get("window")
+        try:
+            check_id(str(window) if window is not None else "", "window")
+        except BadRequest as exc:
+            raise ConfigError(f"the window_display app needs the window id it shows: {exc.message}",
+                              file=self.cfg.file, key=f"{where}.window") from None
+        if str(window) in self.apps:
+            raise ConfigError(f"window {window} already has a display app", file=self.cfg.file, key=f"{where}.window")
+        try:
+            templates = check_templates(options.get("templates"))
+        except ValueError as exc:
+            raise ConfigError(str(exc), file=self.cfg.file, key=f"{where}.templates") from None
+        return WindowDisplayApp(str(window), None, templates)
 
     async def _on_device_state(self, state: DeviceState) -> None:
         doc = {k: getattr(state, k) for k in ("device", "available", "health", "reason", "since")}
@@ -130,7 +157,10 @@ class Node:
 
     # -- bus --------------------------------------------------------------------------------
     def _will(self) -> tuple[str, dict[str, Any]]:
-        self.bd_seq = self._bd.next()
+        # a new bd_seq only when the last one was used by a connection, not per refused attempt
+        if self.bus.connections != self._will_connections:
+            self.bd_seq = self._bd.next()
+            self._will_connections = self.bus.connections
         return self.topics.node_status(self.id), messages.node_status("lost", self.bd_seq)
 
     async def _announce(self) -> None:
@@ -210,18 +240,28 @@ class Node:
         except BadRequest as exc:
             await self.bus.try_publish(res_topic, messages.response_error(messages.request_id_of(incoming.payload), exc))
             return
-        fut = self._responses.get(request.request_id)
+        key = f"{device}/{action}/{request.request_id}"
+        fut = self._responses.get(key)
         if fut is None:
             fut = asyncio.get_running_loop().create_future()
-            self._responses[request.request_id] = fut
+            self._responses[key] = fut
             while len(self._responses) > DEDUP_SIZE:
                 self._responses.popitem(last=False)
-            asyncio.create_task(self._execute(fut, request, device, action))
-        asyncio.create_task(self._answer(fut, res_topic))
+            self._spawn(self._execute(fut, request, device, action, key))
+        self._spawn(self._answer(fut, res_topic))
 
-    async def _execute(self, fut: asyncio.Future[dict[str, Any]], request: messages.Request, device: str, action: str) -> None:
+    def _spawn(self, coro: Any) -> None:
+        """Fire-and-forget with a reference kept (asyncio holds tasks only weakly)."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _execute(self, fut: asyncio.Future[dict[str, Any]], request: messages.Request, device: str,
+                       action: str, key: str) -> None:
         try:
             check_name(action)
+            if request.expired():
+                raise Expired(f"request {request.request_id} expired; not executed")
             if device in self.disabled:
                 raise UnknownDevice(f"device {device} is disabled: {self.disabled[device].message}")
             if device not in self.devices:
@@ -230,11 +270,17 @@ class Node:
                 data = self.states.get(device, {})
             else:
                 data = await self.supervisor.get(device).submit(action, request.data)
+                app = self._app_of.get(device)
+                if app is not None and action in DISPLAY_ACTIONS:
+                    app.hold()  # a technician's test text stays up for a while, then the truth returns
             fut.set_result(messages.response_ok(request.request_id, data))
         except HallctlError as exc:
+            if exc.code in TRANSIENT_CODES:
+                self._responses.pop(key, None)  # a retry after the device is back must run again
             fut.set_result(messages.response_error(request.request_id, exc))
         except Exception:  # noqa: BLE001
             log.exception("command %s on %s failed", action, device)
+            self._responses.pop(key, None)
             fut.set_result(messages.response_error(request.request_id, HallctlError("internal error; see the node's log")))
 
     async def _answer(self, fut: asyncio.Future[dict[str, Any]], topic: str) -> None:
@@ -243,7 +289,7 @@ class Node:
     # -- lifecycle --------------------------------------------------------------------------
     async def run(self) -> None:
         coros = [("bus", self.bus.run()), ("supervisor", self.supervisor.run()),
-                 ("watchdog", self.notifier.run_watchdog(lambda: True))]
+                 ("watchdog", self.notifier.run_watchdog(self.bus.healthy))]
         coros += [(f"app-window-{app.window}", app.run()) for app in self.apps.values()]
         if not self.devices:
             coros.append(("ready", self._ready_without_devices()))
@@ -256,5 +302,10 @@ class Node:
     async def stop(self) -> None:
         self._stopping = True
         self.notifier.stopping()
-        await self.bus.close([(self.topics.node_status(self.id), messages.node_status("offline", self.bd_seq), True)])
+        final: list[tuple[str, Any, bool]] = []
+        for dev_id, doc in self.states.items():
+            gone = {**doc, "available": False, "health": "unknown", "reason": "node stopped", "since": messages.now_iso()}
+            final.append((self.topics.dev_state(self.id, dev_id), messages.device_state(gone), True))
+        final.append((self.topics.node_status(self.id), messages.node_status("offline", self.bd_seq), True))
+        await self.bus.close(final)
         self.outbox.close()

@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     qos     INTEGER NOT NULL,
     retain  INTEGER NOT NULL,
     created REAL    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS marks (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
 )
 """
 
@@ -90,7 +94,7 @@ class Outbox:
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(_SCHEMA)
+            self._db.executescript(_SCHEMA)
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
@@ -108,23 +112,40 @@ class Outbox:
 
     def put(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int:
         """Store one message; it is on disk when this returns. Returns its id. Wakes waiters."""
-        if not isinstance(topic, str) or not topic:
-            raise ValueError("topic must be a non-empty string")
-        if not isinstance(payload, (bytes, bytearray, memoryview)):
-            raise TypeError(f"payload must be bytes, got {type(payload).__name__}")
-        if qos not in (0, 1, 2):
-            raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
+        return self.put_many([(topic, payload, qos, retain)])[0]
+
+    def put_many(
+        self,
+        items: list[tuple[str, bytes, int, bool]],
+        *,
+        mark: tuple[str, int] | None = None,
+    ) -> list[int]:
+        """Store several messages (topic, payload, qos, retain) and optionally set a mark, all in
+        one transaction: a producer can record "everything up to N is in the outbox" so that after
+        a crash it knows exactly what is still to be put (see :meth:`mark`)."""
+        for topic, payload, qos, _ in items:
+            if not isinstance(topic, str) or not topic:
+                raise ValueError("topic must be a non-empty string")
+            if not isinstance(payload, (bytes, bytearray, memoryview)):
+                raise TypeError(f"payload must be bytes, got {type(payload).__name__}")
+            if qos not in (0, 1, 2):
+                raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
         dropped = 0
+        ids: list[int] = []
         with self._lock:
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")
             try:
-                cur = db.execute(
-                    "INSERT INTO outbox (topic, payload, qos, retain, created) VALUES (?, ?, ?, ?, ?)",
-                    (topic, bytes(payload), qos, int(bool(retain)), time.time()),
-                )
-                item_id = int(cur.lastrowid or 0)
-                excess = self._count + 1 - self.max_items
+                now = time.time()
+                for topic, payload, qos, retain in items:
+                    cur = db.execute(
+                        "INSERT INTO outbox (topic, payload, qos, retain, created) VALUES (?, ?, ?, ?, ?)",
+                        (topic, bytes(payload), qos, int(bool(retain)), now),
+                    )
+                    ids.append(int(cur.lastrowid or 0))
+                if mark is not None:
+                    db.execute("INSERT OR REPLACE INTO marks (key, value) VALUES (?, ?)", (mark[0], int(mark[1])))
+                excess = self._count + len(items) - self.max_items
                 if excess > 0:
                     dropped = db.execute(
                         "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)",
@@ -134,15 +155,22 @@ class Outbox:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            self._count += 1 - dropped
+            self._count += len(items) - dropped
             self.dropped += dropped
         if dropped:
             log.warning(
                 "outbox %s is full (%d items): dropped the %d oldest message(s), %d dropped so far",
                 self.path, self.max_items, dropped, self.dropped,
             )
-        self._wake()
-        return item_id
+        if items:
+            self._wake()
+        return ids
+
+    def mark(self, key: str) -> int | None:
+        """The value last set with ``put_many(..., mark=(key, value))``, or None."""
+        with self._lock:
+            row = self._conn().execute("SELECT value FROM marks WHERE key = ?", (key,)).fetchone()
+        return None if row is None else int(row[0])
 
     def peek(self, limit: int = 50) -> list[OutboxItem]:
         """The oldest ``limit`` items, oldest first. Does not remove them."""

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 from hallctl.bus.requests import Requester
 from hallctl.bus.topics import Topics
+from hallctl.errors import HallctlError
 
 
 @dataclass
@@ -42,7 +43,11 @@ class Kiosk:
             data: dict[str, Any] = {"queue": self.rng.choice(self.queues), "channel": "kiosk"}
             if self.rng.random() < 0.7:
                 data["phone"] = synthetic_phone(self.rng)
-            res = await self.requester.call(self.topics.central_req(self.requester.client_id, "ticket.issue"), data)
+            try:
+                res = await self.requester.call(self.topics.central_req(self.requester.client_id, "ticket.issue"), data)
+            except HallctlError as exc:  # broker away: the citizen tries again later
+                self.stats.errors.append(f"ticket.issue: {exc.code}")
+                continue
             if res.get("status") == "ok":
                 self.stats.issued.append(res["data"])
                 if self.on_issue:
@@ -60,7 +65,13 @@ class Clerk:
         self.service_s, self.rng, self.stats, self.on_call = service_s, rng, stats, on_call
 
     async def _do(self, action: str) -> dict[str, Any]:
-        res = await self.requester.call(self.topics.central_req(self.requester.client_id, action), {"window": self.window})
+        try:
+            res = await self.requester.call(self.topics.central_req(self.requester.client_id, action),
+                                            {"window": self.window})
+        except HallctlError as exc:
+            self.stats.errors.append(f"{action} at {self.window}: {exc.code}")
+            await asyncio.sleep(1.0)
+            return {}
         if res.get("status") != "ok":
             self.stats.errors.append(f"{action} at {self.window}: {res.get('error')}")
             return {}
