@@ -19,7 +19,7 @@ Exit status 1 with a message (and the node's stderr tail) when the node never be
 does not drive the displays. A node that ignores SIGTERM is killed after STOP_TIMEOUT_S, reported
 with a WARNING line and counted in ``details.stop_timeouts``; the measurement goes on.
 
-    /tmp/venv/bin/python bench/node_footprint.py [--runs 5] [--traffic-s 3]
+    .venv/bin/python bench/node_footprint.py [--runs 5] [--traffic-s 3]
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ Human-readable lines first; the LAST line of stdout is one JSON object. Exit sta
 JSON) when a message or a ticket event was lost or something could not be measured; a target
 missed is reported (``within_target``, an ``OVER TARGET`` line) but is not an error.
 
-    /tmp/venv/bin/python bench/reconnect.py [--runs 5] [--messages 50] [--down-s 1.0]
+    .venv/bin/python bench/reconnect.py [--runs 5] [--messages 50] [--down-s 1.0]
 """
 
 from __future__ import annotations
