@@ -85,7 +85,9 @@ def _mqtt_answers(host: str, port: int) -> bool:
                 reply += chunk
             with contextlib.suppress(OSError):
                 sock.sendall(_PROBE_DISCONNECT)
-            return reply == _CONNACK_ACCEPTED
+            # any CONNACK proves it is mosquitto answering; "not authorised" (rc 5) included,
+            # for brokers that refuse anonymous clients
+            return reply[:3] == _CONNACK_ACCEPTED[:3]
     except OSError:
         return False
 
@@ -99,9 +101,13 @@ class MosquittoProcess:
     """
 
     def __init__(
-        self, port: int | None = None, *, host: str = "127.0.0.1", binary: str | None = None
+        self, port: int | None = None, *, host: str = "127.0.0.1", binary: str | None = None,
+        extra_config: tuple[str, ...] = (),
     ) -> None:
+        """``extra_config``: more mosquitto.conf lines (e.g. ``allow_anonymous false``,
+        ``password_file ...``, ``acl_file ...``); a later line overrides an earlier one."""
         self.host = host
+        self.extra_config = tuple(extra_config)
         self._port = port
         self._binary = binary
         self._dir: tempfile.TemporaryDirectory[str] | None = None
@@ -232,6 +238,7 @@ class MosquittoProcess:
                 # Running as root, mosquitto would switch to user 'mosquitto' and then be unable to
                 # write into our temp dir. As any other user this line is ignored.
                 f"user {getpass.getuser()}",
+                *self.extra_config,
                 "",
             ]
         )
