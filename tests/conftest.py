@@ -6,13 +6,10 @@ outside client, the way another system would see it.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Callable
 
 import pytest
 

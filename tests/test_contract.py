@@ -3,13 +3,11 @@ idempotent requests, coded errors for bad input (docs/topics.md)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 
-import pytest
 from conftest import PYTHON, spawn_env
 from hallkit import HALL, Observer, central, node_config, window_node
 
@@ -107,7 +105,7 @@ async def _request(obs: Observer, client: str, action: str, payload, *, retain=F
 
 
 async def test_duplicate_request_id_executes_once_and_is_answered_twice(mosquitto, tmp_path):
-    async with central(mosquitto.host, mosquitto.port, tmp_path) as svc:
+    async with central(mosquitto.host, mosquitto.port, tmp_path):
         res = T.central_res("kiosk-1")
         async with Observer(mosquitto.host, mosquitto.port, [res, T.event_filter]) as obs:
             req = {"v": 1, "request_id": "k1-0001", "data": {"queue": "a", "phone": "13800138000"}}

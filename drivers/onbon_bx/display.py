@@ -1,0 +1,405 @@
+"""The Onbon BX-5K/6K window display driver: serial transport shared per port, PING, show, probe."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any, ClassVar, Mapping, Sequence
+
+from hallctl.errors import (
+    BadRequest,
+    ConfigError,
+    DeviceOffline,
+    DeviceTimeout,
+    HallctlError,
+    UnknownCommand,
+)
+from hallctl_drivers.base import Driver, Health, ProbeResult
+from hallctl_drivers.onbon_bx.frame import (
+    ADDR_BROADCAST_REPLY, ADDR_PC, CMD_ACK, CMD_BRIGHTNESS, CMD_CLEAR, CMD_DYNAMIC_AREA, CMD_NACK,
+    CMD_PING, CMD_PREFIX_LEN, CMD_STATUS, CRC_ONLY, DEVICE_TYPE_ANY, Frame, FrameError, FrameReader,
+    ERR_CHECKSUM, NackError, build_frame,
+)
+from hallctl_drivers.onbon_bx.area import ALIGN_H, _FONT_RE, dynamic_area_payload, parse_status, text_alignment
+
+# --------------------------------------------------------------------------------------------
+# The driver
+# --------------------------------------------------------------------------------------------
+
+
+def _serial_io_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions pyserial lets out when the port misbehaves or vanishes (a pulled USB adapter
+    gives termios.error from tcflush, which is not an OSError)."""
+    import serial
+
+    errors: tuple[type[BaseException], ...] = (serial.SerialException, OSError)
+    try:
+        import termios
+
+        errors += (termios.error,)
+    except ImportError:  # pragma: no cover - not POSIX
+        pass
+    return errors
+
+
+class _SerialBus:
+    """One serial port shared by every display on it (RS485 multi-drop: one DstAddr each).
+
+    Serial I/O runs in worker threads; ``lock`` (asyncio) queues requests and ``io_lock``
+    (threading) guarantees one transaction on the wire even if an awaiting task was cancelled
+    while its thread still runs.
+    """
+
+    _buses: ClassVar[dict[str, "_SerialBus"]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, port: str, baudrate: int) -> None:
+        self.port = port
+        self.baudrate = baudrate
+        self.users = 0
+        self.serial: Any = None
+        self.reader = FrameReader(check_modes=CRC_ONLY)  # we send CRC; trust only CRC replies
+        self.lock = asyncio.Lock()
+        self.io_lock = threading.Lock()
+
+    @classmethod
+    def acquire(cls, port: str, baudrate: int) -> "_SerialBus":
+        with cls._registry_lock:
+            bus = cls._buses.get(port)
+            if bus is None:
+                bus = cls._buses[port] = cls(port, baudrate)
+            bus.users += 1
+            return bus
+
+    def release(self) -> None:
+        with self._registry_lock:
+            self.users -= 1
+            if self.users > 0:
+                return
+            self._buses.pop(self.port, None)
+        self.close_blocking()
+
+    def open_blocking(self) -> None:
+        import serial  # pyserial; imported here so importing the module stays cheap
+
+        with self.io_lock:
+            if self.serial is not None:
+                return
+            try:
+                self.serial = serial.Serial(
+                    self.port, self.baudrate, bytesize=8, parity="N", stopbits=1, timeout=0.1
+                )
+            except _serial_io_errors() as exc:
+                raise DeviceOffline(f"cannot open {self.port}: {exc}", port=self.port) from exc
+
+    def set_baudrate_blocking(self, baudrate: int) -> None:
+        with self.io_lock:
+            self.baudrate = baudrate
+            if self.serial is not None:
+                self.serial.baudrate = baudrate
+
+    def close_blocking(self) -> None:
+        with self.io_lock:
+            ser, self.serial = self.serial, None
+            if ser is not None:
+                try:
+                    ser.close()
+                except _serial_io_errors():
+                    pass
+
+    def transact_blocking(
+        self, frame: bytes, *, expect_reply: bool, timeout: float, accept: Any
+    ) -> Frame | None:
+        """Write one request and wait for the reply ``accept(frame)`` recognises."""
+        with self.io_lock:
+            ser = self.serial
+            if ser is None:
+                raise DeviceOffline(f"{self.port} is not open", port=self.port)
+            try:
+                ser.reset_input_buffer()  # a late reply to an earlier, timed-out request
+                self.reader.reset()
+                ser.write(frame)
+                ser.flush()
+                if not expect_reply:
+                    return None
+                deadline = time.monotonic() + timeout
+                while True:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise DeviceTimeout(
+                            f"no reply from the display on {self.port} within {timeout:g} s",
+                            port=self.port,
+                        )
+                    ser.timeout = min(remaining, 0.2)
+                    chunk = ser.read(1)
+                    if not chunk:
+                        continue
+                    chunk += ser.read(ser.in_waiting)
+                    for item in self.reader.feed(chunk):
+                        if isinstance(item, FrameError):
+                            raise item
+                        if accept(item):
+                            return item
+                        # else: traffic for another host / our own RS485 echo: ignore
+            except HallctlError:
+                raise  # (our errors are OSErrors too: DeviceError is an IOError)
+            except _serial_io_errors() as exc:
+                raise DeviceOffline(f"serial I/O on {self.port} failed: {exc}") from exc
+
+
+class OnbonBxDisplay(Driver):
+    """A BX-5K/6K window bar. One instance per display (DstAddr); displays on one port share it.
+
+    Settings (firmware profile, see firmware_profiles/onbon-bx-*.toml): baudrate,
+    fallback_baudrates, device_type, width, height, font, ascii_font, color, text_align,
+    reply_timeout_s, retries, area_capacity_bytes, rx_buffer_bytes, max_dynamic_areas.
+    Options (node config): port (required), address (DstAddr, default 1), width/height
+    overrides, area_id (dynamic area, default 0).
+    """
+
+    kind: ClassVar[str] = "window_display"
+    actions: ClassVar[tuple[str, ...]] = ("show", "clear", "ping", "status", "brightness")
+
+    def __init__(self, settings: Mapping[str, Any], options: Mapping[str, Any]) -> None:
+        super().__init__(settings, options)
+        s, o = self.settings, self.options
+
+        def num(src: Mapping[str, Any], key: str, default: Any, lo: float, hi: float) -> Any:
+            v = src.get(key, default)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+                where = "options" if src is o else "settings"
+                raise ConfigError(f"must be a number {lo}..{hi}, got {v!r}", key=f"{where}.{key}")
+            return v
+
+        port = o.get("port")
+        if not isinstance(port, str) or not port:
+            raise ConfigError(
+                "a serial port path is required (e.g. /dev/ttyUSB0)", key="options.port"
+            )
+        self.port: str = port
+        # 0x0000 is reserved, 0xFFFF is the broadcast nobody answers (§4, §10.1)
+        self.address: int = int(num(o, "address", 1, 1, 0xFFFE))
+        self.width: int = int(num(o, "width", num(s, "width", 128, 8, 0x7FFF), 8, 0x7FFF))
+        self.height: int = int(num(o, "height", num(s, "height", 32, 8, 0xFFFF), 8, 0xFFFF))
+        self.baudrate: int = int(num(s, "baudrate", 57600, 1200, 921600))
+        fallbacks = s.get("fallback_baudrates", [9600])
+        if not isinstance(fallbacks, list) or not all(isinstance(b, int) for b in fallbacks):
+            raise ConfigError("must be a list of integers", key="settings.fallback_baudrates")
+        self.fallback_baudrates: list[int] = [b for b in fallbacks if b != self.baudrate]
+        self.device_type: int = int(num(s, "device_type", DEVICE_TYPE_ANY, 0, 0xFF))
+        self.src_address: int = int(num(s, "src_address", ADDR_PC, 0x8000, 0xDFFF))
+        self.reply_timeout: float = float(num(s, "reply_timeout_s", 2.0, 0.01, 60))
+        self.retries: int = int(num(s, "retries", 1, 0, 5))
+        self.area_capacity: int = int(num(s, "area_capacity_bytes", 512, 16, 0xFFFF))
+        self.rx_buffer: int = int(num(s, "rx_buffer_bytes", 512, 32, 0xFFFF))
+        max_areas = int(num(s, "max_dynamic_areas", 5, 1, 255))
+        self.area_id: int = int(num(o, "area_id", 0, 0, max_areas - 1))
+        self.font: str | None = s.get("font", "O000") or None
+        self.ascii_font: str | None = s.get("ascii_font") or None
+        for key, f in (("font", self.font), ("ascii_font", self.ascii_font)):
+            if f is not None and (not isinstance(f, str) or not _FONT_RE.match(f)):
+                raise ConfigError(
+                    f"font file name like O000 expected, got {f!r}", key=f"settings.{key}"
+                )
+        color = s.get("color", 1)
+        if color is not None and color not in range(1, 8):
+            raise ConfigError(
+                f"colour code 1..7 expected (§11.1), got {color!r}", key="settings.color"
+            )
+        self.color: int | None = color
+        align = s.get("text_align", "center")
+        if align not in ALIGN_H:
+            raise ConfigError(
+                f"one of {sorted(ALIGN_H)} expected, got {align!r}", key="settings.text_align"
+            )
+        self.align: int = text_alignment(align, "center")
+        self._bus: _SerialBus | None = None
+        self._last_lines: list[str] | None = None
+        # show/clear/restore of *this* display, so probe() never re-sends lines an app has just
+        # replaced (the bus lock alone would let a stale restore queue behind a fresh show)
+        self._text_lock = asyncio.Lock()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the port and PING; on silence try the fallback baud rates (§8.8)."""
+        if self._bus is not None:
+            return
+        bus = _SerialBus.acquire(self.port, self.baudrate)
+        self._bus = bus
+        try:
+            await asyncio.to_thread(bus.open_blocking)
+            rates = [bus.baudrate]
+            if bus.users == 1:  # only re-tune a port nobody else is using
+                rates += [b for b in [self.baudrate, *self.fallback_baudrates] if b not in rates]
+            last: HallctlError | None = None
+            for rate in rates:
+                if rate != bus.baudrate:
+                    await asyncio.to_thread(bus.set_baudrate_blocking, rate)
+                try:
+                    await self._request(*CMD_PING)
+                    return
+                except DeviceTimeout as exc:
+                    last = exc
+            assert last is not None
+            tried = ", ".join(str(r) for r in rates)
+            raise DeviceTimeout(
+                f"display {self.address} on {self.port} did not answer PING (baud {tried})",
+                port=self.port,
+                address=self.address,
+            ) from last
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            async with bus.lock:
+                await asyncio.to_thread(bus.release)
+
+    async def probe(self) -> ProbeResult:
+        """PING; if the display answers but has lost what we showed (it rebooted: dynamic
+        areas live in RAM, §8.2.1), show it again and report degraded."""
+        detail = {"port": self.port, "address": self.address}
+        if self._bus is None:
+            return ProbeResult(Health.FAULT, "not started", detail)
+        try:
+            await self._request(*CMD_PING)
+        except HallctlError as exc:
+            return ProbeResult(Health.FAULT, exc.message, {**detail, "code": exc.code})
+        async with self._text_lock:
+            if self._last_lines is not None:
+                try:
+                    status = parse_status((await self._request(*CMD_STATUS)).data)
+                except HallctlError:
+                    status = {}  # status is optional for health; PING already answered
+                if status.get("dynamic_areas") == []:
+                    try:
+                        await self._send_lines(self._last_lines)
+                    except HallctlError as exc:
+                        return ProbeResult(
+                            Health.FAULT,
+                            f"display lost its text; re-sending failed: {exc.message}",
+                            detail,
+                        )
+                    return ProbeResult(
+                        Health.DEGRADED, "display had lost its text (reboot?); shown again",
+                        {**detail, "restored": True},
+                    )
+        return ProbeResult(Health.OK, "ping answered", detail)
+
+    async def execute(self, action: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        if action not in self.actions:
+            raise UnknownCommand(f"window display does not implement {action!r}")
+        if not isinstance(args, Mapping):
+            raise BadRequest("arguments must be an object")
+        if action == "show":
+            lines = args.get("lines")
+            if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+                raise BadRequest('"lines" must be a list of strings')
+            n = await self._show(lines)
+            return {"acked": True, "bytes": n}
+        if action == "clear":
+            async with self._text_lock:
+                await self._request(*CMD_CLEAR)
+                self._last_lines = None
+            return {"acked": True}
+        if action == "ping":
+            await self._request(*CMD_PING)
+            return {"acked": True}
+        if action == "status":
+            return parse_status((await self._request(*CMD_STATUS)).data)
+        # brightness (§8.17): type 01 = set now, value 0..15
+        level = args.get("level")
+        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 15:
+            raise BadRequest('"level" must be an integer 0..15')
+        await self._request(*CMD_BRIGHTNESS, bytes([0x01, level]))
+        return {"acked": True, "level": level}
+
+    async def show_lines(self, lines: list[str]) -> dict[str, Any]:
+        """Show ``lines`` (one per row), e.g. ``["A012", "请到3号窗口"]``."""
+        return await self.execute("show", {"lines": list(lines)})
+
+    # -- internals --------------------------------------------------------------------------
+
+    def show_payload(self, lines: Sequence[str]) -> bytes:
+        """The A3 06 data this driver sends for ``lines`` (public so tests can compare bytes)."""
+        payload = dynamic_area_payload(
+            lines,
+            width=self.width,
+            height=self.height,
+            area_id=self.area_id,
+            font=self.font,
+            ascii_font=self.ascii_font,
+            color=self.color,
+            align=self.align,
+            run_mode=1,
+            max_text_bytes=self.area_capacity,
+        )
+        if CMD_PREFIX_LEN + len(payload) > self.rx_buffer:
+            raise BadRequest(
+                f"request of {CMD_PREFIX_LEN + len(payload)} bytes exceeds the display's "
+                f"{self.rx_buffer}-byte receive buffer"
+            )
+        return payload
+
+    def build(self, cmd_group: int, cmd: int, data: bytes = b"") -> bytes:
+        """The exact frame this driver puts on the wire for a command."""
+        return build_frame(
+            cmd_group, cmd, data, dst=self.address, src=self.src_address,
+            device_type=self.device_type,
+        )
+
+    async def _show(self, lines: Sequence[str]) -> int:
+        async with self._text_lock:
+            return await self._send_lines(lines)
+
+    async def _send_lines(self, lines: Sequence[str]) -> int:
+        payload = self.show_payload(lines)
+        n = len(self.build(*CMD_DYNAMIC_AREA, payload))
+        await self._request(*CMD_DYNAMIC_AREA, payload)
+        self._last_lines = list(lines)
+        return n
+
+    def _accept(self, reply: Frame, request: tuple[int, int]) -> bool:
+        if reply.dst != self.src_address:
+            return False  # our own echo on a half-duplex adapter, or another host's traffic
+        if reply.src not in (self.address, ADDR_BROADCAST_REPLY):
+            return False
+        return reply.command in (CMD_ACK, CMD_NACK, request)
+
+    async def _request(self, cmd_group: int, cmd: int, data: bytes = b"") -> Frame:
+        """Send one command and return the reply; NACK -> NackError (DeviceError)."""
+        bus = self._bus
+        if bus is None:
+            raise DeviceOffline(f"display {self.address} on {self.port} is not started")
+        frame = self.build(cmd_group, cmd, data)
+        attempts = 1 + self.retries
+        for attempt in range(attempts):
+            async with bus.lock:
+                if bus.serial is None:
+                    await asyncio.to_thread(bus.open_blocking)
+                try:
+                    reply = await asyncio.to_thread(
+                        bus.transact_blocking,
+                        frame,
+                        expect_reply=True,
+                        timeout=self.reply_timeout,
+                        accept=lambda f: self._accept(f, (cmd_group, cmd)),
+                    )
+                except FrameError:
+                    if attempt + 1 < attempts:
+                        continue  # line noise on the reply: ask again
+                    raise
+                except DeviceOffline:
+                    await asyncio.to_thread(bus.close_blocking)  # reopen on the next request
+                    raise
+            assert reply is not None
+            if reply.is_nack or reply.error != 0:
+                if reply.error == ERR_CHECKSUM and attempt + 1 < attempts:
+                    continue  # our request was garbled on the line: resend
+                raise NackError(reply.error, request=(cmd_group, cmd))
+            return reply
+        raise AssertionError("unreachable")  # pragma: no cover
