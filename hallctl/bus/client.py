@@ -88,6 +88,7 @@ class Bus:
         if _paho_log.level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
             _paho_log.setLevel(logging.CRITICAL)
         self.connections = 0  # how many times we have connected; tests and the demo read it
+        self.dropped_retained = 0  # retained requests dropped by skip_request
         self._client: aiomqtt.Client | None = None
         self._stopping = False
         self._down_logged = False
@@ -129,6 +130,23 @@ class Bus:
         except BusUnavailable:
             return False
         return True
+
+    async def skip_request(self, incoming: Incoming) -> bool:
+        """True when a message on a request/command topic must not run.
+
+        An empty payload is a retained-message clear (MQTT convention), not a request. A request
+        that arrives with the retain flag is one the broker kept and replays to every new
+        subscriber, so it would run again after every restart (Tasmota's ghost switching): it is
+        dropped, logged, counted and cleared from the broker. (MQTT clears the flag on messages
+        forwarded live, so a live request is never mistaken for one.)"""
+        if not incoming.payload:
+            return True
+        if incoming.retain:
+            self.dropped_retained += 1
+            log.warning("dropped a retained request on %s and cleared it from the broker", incoming.topic)
+            await self.try_publish(incoming.topic, b"", retain=True)
+            return True
+        return False
 
     def healthy(self, stuck_after_s: float = 60.0) -> bool:
         """False when a handler has been busy with one message for too long (for the watchdog)."""

@@ -81,8 +81,11 @@ class CentralService:
             password=mqtt.password,
         )
         self._published: dict[str, dict[str, Any]] = {}
-        self.dropped_retained = 0
         self.handled = 0
+
+    @property
+    def dropped_retained(self) -> int:
+        return self.bus.dropped_retained
 
     # -- lifecycle --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -134,14 +137,7 @@ class CentralService:
         parsed = parse(incoming.topic)
         if parsed is None or parsed.kind != "central_req" or parsed.hall != self.hall.hall_id:
             return
-        if not incoming.payload:
-            return  # an empty payload clears a retained message (MQTT convention): not a request
-        if incoming.retain:
-            # A retained request would run again for every new subscriber (Tasmota's ghost
-            # switching): drop it, and say so once per message in the log.
-            self.dropped_retained += 1
-            log.warning("dropped a retained request on %s and cleared it from the broker", incoming.topic)
-            await self.bus.try_publish(incoming.topic, b"", retain=True)
+        if await self.bus.skip_request(incoming):
             return
         try:
             client = check_id(parsed.client or "", "client")

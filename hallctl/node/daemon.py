@@ -63,7 +63,6 @@ class Node:
         self._seen_state: set[str] = set()
         self._responses: collections.OrderedDict[str, asyncio.Future[dict[str, Any]]] = collections.OrderedDict()
         self._central: tuple[str, str] | None = None
-        self.dropped_retained = 0
         self._stopping = False
         self.ready = asyncio.Event()
         self._build_devices()
@@ -85,6 +84,10 @@ class Node:
             username=cfg.mqtt.username,
             password=cfg.mqtt.password,
         )
+
+    @property
+    def dropped_retained(self) -> int:
+        return self.bus.dropped_retained
 
     # -- devices ----------------------------------------------------------------------------
     def _build_devices(self) -> None:
@@ -223,12 +226,7 @@ class Node:
             await self.bus.try_publish(self.topics.node_status(self.id), messages.node_status("ready", self.bd_seq), retain=True)
 
     async def _on_command(self, incoming: Incoming, device: str, action: str) -> None:
-        if not incoming.payload:
-            return  # an empty payload clears a retained message (MQTT convention): not a request
-        if incoming.retain:
-            self.dropped_retained += 1
-            log.warning("dropped a retained command on %s and cleared it from the broker", incoming.topic)
-            await self.bus.try_publish(incoming.topic, b"", retain=True)
+        if await self.bus.skip_request(incoming):
             return
         try:
             res_topic = self.topics.dev_res(self.id, device, action)
