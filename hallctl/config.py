@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from hallctl.central.model import POLICY_NAMES, WINDOW_KINDS
 from hallctl.errors import ConfigError
 
 __all__ = [
@@ -90,6 +91,18 @@ class HallSettings:
     board_size: int = 8
     #: how many times a ticket may be recalled before it is marked absent
     recall_limit: int = 3
+    #: calling policy (docs/assignment.md): default | dedicated | fifo | sew
+    policy: str = "default"
+    #: age from which an ID card read at the kiosk gives the green channel
+    elderly_age: int = 65
+    #: an appointment is called with priority from this long before its slot
+    appointment_grace_s: float = 120.0
+    #: a window takes a secondary skill's ticket that has waited this much longer than its own
+    overflow_after_s: float = 300.0
+    #: any ticket waiting longer than this goes first (anti-starvation)
+    max_wait_boost_s: float = 1200.0
+    #: call_next marks a ticket recalled to the limit as no-show and calls the next one
+    auto_no_show: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,8 +116,14 @@ class QueueConfig:
 class WindowConfig:
     id: str
     name: str
-    #: queue ids this window serves; ("*",) means every queue
+    #: queue ids this window serves, in preference order; ("*",) means every queue
     queues: tuple[str, ...] = ("*",)
+    #: 综合受理 acceptance | 综合出件 handout | 投诉代办 complaint
+    kind: str = "acceptance"
+    #: speed factor per queue (a clerk twice as fast at tax: {tax = 2.0})
+    speed: dict[str, float] = field(default_factory=dict)
+    #: how many of the first listed queues are the window's own skill (the rest are overflow)
+    primary: int = 1
 
 
 @dataclass(frozen=True)
@@ -190,6 +209,12 @@ _HALL_FIELDS = (
     _Field("day_reset_hour", int, 0, _between(0, 23)),
     _Field("board_size", int, 8, _between(1, None)),
     _Field("recall_limit", int, 3, _between(0, None)),
+    _Field("policy", str, "default", lambda v: None if v in POLICY_NAMES else f"one of {', '.join(POLICY_NAMES)}"),
+    _Field("elderly_age", int, 65, _between(1, 150)),
+    _Field("appointment_grace_s", float, 120.0, lambda v: None if v >= 0 else "must be >= 0"),
+    _Field("overflow_after_s", float, 300.0, lambda v: None if v >= 0 else "must be >= 0"),
+    _Field("max_wait_boost_s", float, 1200.0, lambda v: None if v > 0 else "must be > 0"),
+    _Field("auto_no_show", bool, False),
 )
 _QUEUE_FIELDS = (
     _Field("id", str, check=_is_id),
@@ -200,6 +225,9 @@ _WINDOW_FIELDS = (
     _Field("id", str, check=_is_id),
     _Field("name", str, check=_non_empty),
     _Field("queues", list, None),
+    _Field("kind", str, "acceptance", lambda v: None if v in WINDOW_KINDS else f"one of {', '.join(WINDOW_KINDS)}"),
+    _Field("speed", dict, None),
+    _Field("primary", int, 1, _between(1, None)),
 )
 
 _DEVICE_HINT = "device-specific settings go in [device.options]"
@@ -406,7 +434,16 @@ def parse_central_config(data: Mapping[str, Any], *, file: str | None = None) ->
         where = f"window[{i}]"
         w = r.table(raw, where, _WINDOW_FIELDS)
         served = _window_queues(r, w["queues"], f"{where}.queues", queue_ids)
-        windows.append(WindowConfig(id=w["id"], name=w["name"], queues=served))
+        speed = w.get("speed") or {}
+        for q, factor in speed.items():
+            if q not in queue_ids:
+                raise r.error(f"{where}.speed.{q}", f"unknown queue {q!r}")
+            if not _has_type(factor, float) or factor <= 0:
+                raise r.error(f"{where}.speed.{q}", "must be a positive number")
+        if served != ("*",) and w["primary"] > len(served):
+            raise r.error(f"{where}.primary", f"must be at most the {len(served)} queues listed")
+        windows.append(WindowConfig(id=w["id"], name=w["name"], queues=served, kind=w["kind"],
+                                    speed={q: float(f) for q, f in speed.items()}, primary=w["primary"]))
     r.unique([(f"window[{i}].id", w.id) for i, w in enumerate(windows)], "window id")
 
     return CentralConfig(

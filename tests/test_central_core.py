@@ -43,6 +43,8 @@ class FakeClock:
 
 
 def make_hall(**kw) -> HallSpec:
+    # these tests pin v1's calling order, global FIFO; the other policies: tests/test_policies.py
+    kw.setdefault("policy", "fifo")
     return HallSpec(
         hall_id="xiaoshan",
         queues={
@@ -250,6 +252,17 @@ def test_call_next_is_fifo_across_the_queues_a_window_serves(central: Central, c
     assert call("2") is None
     assert call("1") == "A001"
     assert call("1") is None
+
+
+def test_under_the_default_policy_a_window_prefers_its_first_listed_queue(clock: FakeClock) -> None:
+    """The one change from v1's order: listing order is preference order (docs/assignment.md)."""
+    c = Central(make_hall(policy="default"), clock)
+    issue(c, "police")  # C001 09:00
+    clock.advance(minutes=1)
+    issue(c, "general")  # A001 09:01
+    c.handle("window.open", {"window": "3"})  # ("general", "police")
+    got = c.handle("window.call_next", {"window": "3"}).data["ticket"]
+    assert got["number"] == "A001" and got["first_window"] == "3"
 
 
 def test_same_second_tickets_keep_issue_order(central: Central) -> None:

@@ -262,3 +262,29 @@ def test_node_example_names_shipped_profiles():
     profiles = load_profiles()
     for device in load_node_config(NODE_EXAMPLE).devices:
         assert profiles.get(device.profile).kind == "window_display"
+
+
+def test_central_policy_and_window_skills_are_checked(tmp_path):
+    import tomllib
+
+    from hallctl.central.service import central_from_config
+    from hallctl.config import parse_central_config
+
+    base = tomllib.loads((Path(__file__).resolve().parent.parent / "config" / "central.example.toml").read_text())
+    cfg = parse_central_config(base, file="central.toml")
+    assert cfg.hall_settings.policy == "default"
+    w4 = next(w for w in cfg.windows if w.id == "4")
+    assert w4.queues == ("general", "real-estate") and w4.speed == {"real-estate": 0.8}
+    base["store"]["path"] = str(tmp_path / "c.db")
+    svc = central_from_config(parse_central_config(base, file="central.toml"))
+    assert svc.hall.windows["4"].speed_for("real-estate") == 0.8 and svc.hall.policy == "default"
+    svc.store.close()
+    svc.outbox.close()
+
+    bad = {**base, "hall": {**base["hall"], "policy": "fastest"}}
+    with pytest.raises(ConfigError, match=r"central.toml: hall.policy: .*one of default"):
+        parse_central_config(bad, file="central.toml")
+    windows = [dict(w) for w in base["window"]]
+    windows[3]["speed"] = {"parking": 2.0}
+    with pytest.raises(ConfigError, match=r"window\[3\].speed.parking: unknown queue"):
+        parse_central_config({**base, "window": windows}, file="central.toml")

@@ -5,19 +5,26 @@ No I/O and no hidden clock: the caller injects ``clock`` and gets back events to
 with :meth:`Central.apply` and returns an :class:`Outcome`. Replaying the stored events into a fresh
 ``Central`` (same :class:`HallSpec`) rebuilds the same state: that is how central restarts.
 
-Calling order is first-come-first-served (:func:`fifo_next`). Smarter assignment (appointments,
-green channel, load balancing) will replace that one function with a policy object; nothing else
-here knows how the next ticket is chosen.
+Which ticket a window calls next is the business of a :class:`~hallctl.central.policies.Policy`
+(``HallSpec.policy``; docs/assignment.md); the core keeps the waiting lines it reads
+(:class:`~hallctl.central.model.WaitingLines`) and nothing else here knows how the choice is made.
 
 Event types and their ``data`` (the event's ``ts`` is when it happened):
 
 * ``day.started``: ``day`` (YYYY-MM-DD), ``expired`` (ids of the tickets left unfinished)
 * ``ticket.issued``: ``ticket``, ``number``, ``queue``, ``channel``, ``phone`` (only if given;
-  private: :meth:`Central.event_public` turns it into ``phone_masked``)
-* ``ticket.called``: ``ticket``, ``number``, ``queue``, ``window``, ``window_name``
+  private: :meth:`Central.event_public` turns it into ``phone_masked``), ``priority`` (only if not
+  ``walkin``), ``slot`` (appointments only). A birth date given at issue is never stored: only the
+  class derived from it (``green``).
+* ``ticket.called``: ``ticket``, ``number``, ``queue``, ``window``, ``window_name``. The first
+  call of a ticket makes that window its ``first_window`` (首办).
 * ``ticket.recalled``: as ``ticket.called`` plus ``recalls`` (the count after this recall)
 * ``ticket.started`` (called -> serving), ``ticket.completed`` (called|serving -> done),
-  ``ticket.no_show`` (called -> no_show): ``ticket``, ``number``, ``queue``, ``window``
+  ``ticket.no_show`` (called -> no_show): ``ticket``, ``number``, ``queue``, ``window``;
+  ``no_show`` has ``reason: "recall_limit"`` when ``window.call_next`` passed a ticket that was
+  already recalled ``recall_limit`` times (``HallSpec.auto_no_show``)
+* ``ticket.transferred`` (called|serving -> waiting): ``ticket``, ``number``, ``queue`` (the new
+  one), ``from_queue``, ``window``. The ticket keeps its number, class and place in arrival order.
 * ``window.opened`` / ``window.paused`` / ``window.closed``: ``window``
 
 A business day starts at ``HallSpec.day_reset_hour``: the first command of a new day (or
@@ -28,10 +35,10 @@ day's tickets are kept in memory; history lives in the event store.
 
 from __future__ import annotations
 
-import copy
 import re
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
@@ -39,18 +46,23 @@ from hallctl.central.model import (
     AT_WINDOW,
     ID_RE,
     PHONE_RE,
+    PRIORITIES,
     Event,
     HallSpec,
     Ticket,
-    WindowSpec,
+    Waiting,
+    WaitingLines,
     mask_phone,
 )
+from hallctl.central.policies import Policy, make_policy
 from hallctl.errors import BadRequest, Conflict, HallctlError, NotFound, UnknownCommand
 
 #: schema version of every public document this module renders
 SCHEMA_V = 1
 #: a ticket number: prefix letters then digits ("A001"; "A1000" after 999 in one day)
 NUMBER_RE = re.compile(r"^([A-Z]+)([0-9]+)$")
+#: a birth date as read from an ID card
+BIRTH_DATE_RE = re.compile(r"^[0-9]{8}$")
 #: personal fields in event data -> (public name, masking function)
 TO_MASK: dict[str, tuple[str, Callable[[str], str]]] = {"phone": ("phone_masked", mask_phone)}
 
@@ -86,12 +98,6 @@ class BoardCall:
     at: str
 
 
-#: entry of a waiting line: (seq of the ticket.issued event, ticket id). Issue order is FIFO order:
-#: the same as issued_at order while the clock runs forward, and an NTP step back cannot let a
-#: later ticket jump the line.
-WaitKey = tuple[int, str]
-
-
 @dataclass
 class HallState:
     """Everything the engine knows. Compared with ``==`` to check that a replay is faithful."""
@@ -100,16 +106,15 @@ class HallState:
     day: str | None = None
     counters: dict[str, int] = field(default_factory=dict)  # prefix -> last number issued today
     tickets: dict[str, Ticket] = field(default_factory=dict)  # today's tickets by id
-    waiting: dict[str, list[WaitKey]] = field(default_factory=dict)  # queue -> FIFO; never empty
+    lines: WaitingLines = field(default_factory=WaitingLines)  # the waiting tickets, sorted
     windows: dict[str, WindowRuntime] = field(default_factory=dict)
     calls: list[BoardCall] = field(default_factory=list)  # newest last, at most board_size
 
-
-def fifo_next(waiting: Mapping[str, list[WaitKey]], window: WindowSpec) -> str | None:
-    """The id of the first-issued waiting ticket among the queues ``window`` serves, or None."""
-    queues = waiting.keys() if window.universal else window.queues
-    heads = [waiting[q][0] for q in queues if waiting.get(q)]
-    return min(heads)[1] if heads else None
+    @property
+    def waiting(self) -> dict[str, list[tuple[int, str]]]:
+        """queue -> [(issue seq, ticket id), ...] in arrival order; queues with nobody waiting are
+        left out. A copy, for diagnostics and tests; policies read :attr:`lines`."""
+        return {q: [(w.seq, w.ticket) for w in ql.all] for q, ql in self.lines.by_queue.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,7 +150,7 @@ def _window_arg(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _issue_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
-    _check_fields(data, ("queue", "phone", "channel"))
+    _check_fields(data, ("queue", "phone", "channel", "priority", "slot", "birth_date"))
     queue = _string(data, "queue", required=True)
     if queue not in hall.queues:
         raise NotFound(f"queue: no queue {queue!r} in hall {hall.hall_id}", field="queue")
@@ -156,7 +161,82 @@ def _issue_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
     channel = _string(data, "channel", required=False) or "kiosk"
     if not ID_RE.match(channel):
         raise BadRequest("channel: must match [a-z0-9-]{1,64}", field="channel")
-    return {"queue": queue, "phone": phone, "channel": channel}
+    priority = _string(data, "priority", required=False) or "walkin"
+    if priority not in PRIORITIES:
+        raise BadRequest(f"priority: must be one of {', '.join(PRIORITIES)}", field="priority")
+    slot = _slot(data.get("slot"), priority)
+    birth = data.get("birth_date")
+    born: date | None = None
+    if birth is not None:
+        # never echo the value: it is personal data (ID card)
+        if isinstance(birth, str) and BIRTH_DATE_RE.match(birth):
+            try:
+                born = date(int(birth[:4]), int(birth[4:6]), int(birth[6:]))
+            except ValueError:
+                born = None
+        if born is None:
+            raise BadRequest("birth_date: must be a date YYYYMMDD", field="birth_date")
+    return {
+        "queue": queue,
+        "phone": phone,
+        "channel": channel,
+        "priority": priority,
+        "slot": slot,
+        "born": born,
+    }
+
+
+def _slot(value: Any, priority: str) -> datetime | None:
+    if priority != "appointment":
+        if value is not None:
+            raise BadRequest("slot: only an appointment has a slot", field="slot")
+        return None
+    if value is None:
+        raise BadRequest("slot: required for an appointment", field="slot")
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        slot = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(
+            "slot: must be ISO 8601 with an offset (2024-05-06T10:30:00+08:00)", field="slot"
+        ) from None
+    if slot.tzinfo is None or slot.utcoffset() is None:
+        raise BadRequest("slot: needs a UTC offset (2024-05-06T10:30:00+08:00)", field="slot")
+    return slot
+
+
+def _transfer_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
+    _check_fields(data, ("window", "queue"))
+    window = _string(data, "window", required=True)
+    if window not in hall.windows:
+        raise NotFound(f"window: no window {window!r} in hall {hall.hall_id}", field="window")
+    queue = _string(data, "queue", required=True)
+    if queue not in hall.queues:
+        raise NotFound(f"queue: no queue {queue!r} in hall {hall.hall_id}", field="queue")
+    return {"window": window, "queue": queue}
+
+
+def _age(born: date, on: date) -> int:
+    """Whole years from ``born`` to ``on`` (someone born on 29 Feb turns a year older on 1 Mar)."""
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
+def _epoch(iso: str) -> float:
+    when = datetime.fromisoformat(iso)
+    if when.utcoffset() is None:
+        raise ValueError(f"time {iso!r} has no UTC offset")
+    return when.timestamp()
+
+
+def _waiting_entry(t: Ticket) -> Waiting:
+    """The line entry of a waiting ticket, from the ticket alone (issue and transfer share it)."""
+    if t.priority not in PRIORITIES or (t.slot is None) != (t.priority != "appointment"):
+        raise ValueError(f"ticket {t.id}: bad priority {t.priority!r} or slot")
+    issued = _epoch(t.issued_at)
+    slot = _epoch(t.slot) if t.slot is not None else None
+    since = issued if slot is None else max(issued, slot)
+    return Waiting(t.seq, t.id, t.queue, t.priority, since, slot)
 
 
 def _no_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,8 +250,11 @@ def _no_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
 class _Batch:
     """Events of one command: numbered, stamped with one ``ts`` and folded in as they are made."""
 
-    def __init__(self, central: "Central", state: HallState, ts: str) -> None:
+    def __init__(
+        self, central: "Central", state: HallState, ts: str, local: datetime, epoch: float
+    ) -> None:
         self.central, self.state, self.ts = central, state, ts
+        self.local, self.epoch = local, epoch  # the command's time: hall-local and epoch seconds
         self.events: list[Event] = []
 
     def emit(self, type_: str, data: dict[str, Any]) -> Event:
@@ -192,6 +275,7 @@ class Central:
         "window.start": (_window_arg, "_cmd_start"),
         "window.complete": (_window_arg, "_cmd_complete"),
         "window.no_show": (_window_arg, "_cmd_no_show"),
+        "window.transfer": (_transfer_args, "_cmd_transfer"),
         "window.open": (_window_arg, "_cmd_open"),
         "window.pause": (_window_arg, "_cmd_pause"),
         "window.close": (_window_arg, "_cmd_close"),
@@ -200,10 +284,18 @@ class Central:
     READ_ONLY = frozenset({"queue.status"})
     ACTIONS: tuple[str, ...] = tuple(_COMMANDS)
 
-    def __init__(self, hall: HallSpec, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, hall: HallSpec, clock: Callable[[], datetime], *, policy: Policy | None = None
+    ) -> None:
         self._hall = hall
         self._clock = clock
+        self._policy = policy if policy is not None else make_policy(hall)
         self._state = HallState(windows={w: WindowRuntime() for w in hall.windows})
+        self._day_end: tuple[str | None, float] = (None, 0.0)  # (day, epoch its successor starts)
+        # queue -> the windows that list it (any skill level): whose speed makes its capacity
+        self._servers: dict[str, tuple[str, ...]] = {
+            q: tuple(w.id for w in hall.windows.values() if w.serves(q)) for q in hall.queues
+        }
         self._folders: dict[str, Callable[[HallState, Event], None]] = {
             "day.started": self._on_day_started,
             "ticket.issued": self._on_issued,
@@ -212,6 +304,7 @@ class Central:
             "ticket.started": self._on_started,
             "ticket.completed": self._on_finished,
             "ticket.no_show": self._on_finished,
+            "ticket.transferred": self._on_transferred,
             "window.opened": self._on_window,
             "window.paused": self._on_window,
             "window.closed": self._on_window,
@@ -222,6 +315,10 @@ class Central:
     @property
     def hall(self) -> HallSpec:
         return self._hall
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
 
     @property
     def state(self) -> HallState:
@@ -246,8 +343,15 @@ class Central:
         return self._state.tickets.get(ticket_id)
 
     def ahead(self, ticket_id: str) -> int | None:
-        """How many waiting tickets of the same queue will be called first; None if not waiting."""
+        """How many tickets of the same queue were issued before it and still wait; None if it
+        is not waiting. (:meth:`people_ahead` is the estimate under the hall's policy.)"""
         return self._ahead(self._state, ticket_id)
+
+    def people_ahead(self, ticket_id: str, now: datetime | None = None) -> int | None:
+        """How many people the policy will call before this ticket (docs/assignment.md); None if
+        it is not waiting. ``now`` defaults to the clock."""
+        when = (now or self._clock()).timestamp()
+        return self._policy.people_ahead(self._state.lines, ticket_id, when)
 
     def window_state(self, window_id: str) -> dict[str, Any]:
         """Document for the retained ``window/<id>/state`` topic."""
@@ -281,6 +385,9 @@ class Central:
             "recalls": t.recalls,
             "channel": t.channel,
             "phone_masked": mask_phone(t.phone) if t.phone else None,
+            "priority": t.priority,
+            "slot": t.slot,
+            "first_window": t.first_window,
         }
 
     @staticmethod
@@ -338,26 +445,61 @@ class Central:
     # -- command implementations: check everything first, then emit --------------------------
 
     def _begin(self) -> _Batch:
-        """A batch on the live state, or on a copy that has already rolled into a new day.
+        """A batch on the live state, or on a new state that has already rolled into a new day.
 
-        The copy keeps a later error from leaving a half-applied day change behind.
+        The new state keeps a later error from leaving a half-applied day change behind.
         """
         now = self._clock()
-        ts = self._hall.local(now).isoformat(timespec="milliseconds")
-        today = self._hall.business_day(now)
+        local = self._hall.local(now)
+        ts = local.isoformat(timespec="milliseconds")
+        epoch = now.timestamp()
         state = self._state
-        if state.day is not None and today <= state.day:  # the clock going back never un-rolls
-            return _Batch(self, state, ts)
-        batch = _Batch(self, copy.deepcopy(state), ts)
+        # the clock going back never un-rolls: only the end of the current day matters
+        if state.day is not None and epoch < self._end_of(state.day):
+            return _Batch(self, state, ts, local, epoch)
+        today = self._hall.business_day(now)
+        if state.day is not None and today <= state.day:  # belt and braces (DST edge)
+            return _Batch(self, state, ts, local, epoch)
+        batch = _Batch(self, _survivors(state), ts, local, epoch)
         unfinished = sorted(
             t.id for t in state.tickets.values() if t.status == "waiting" or t.status in AT_WINDOW
         )
         batch.emit("day.started", {"day": today, "expired": unfinished})
         return batch
 
+    def _end_of(self, day: str) -> float:
+        """Epoch seconds at which the business day after ``day`` starts (cached per day)."""
+        cached_day, end = self._day_end
+        if cached_day != day:
+            nxt = date.fromisoformat(day) + timedelta(days=1)
+            hour, zone = self._hall.day_reset_hour, self._hall.zone
+            end = datetime(nxt.year, nxt.month, nxt.day, hour, tzinfo=zone).timestamp()
+            self._day_end = (day, end)
+        return end
+
     def _cmd_issue(
-        self, state: HallState, batch: _Batch, *, queue: str, phone: str | None, channel: str
+        self,
+        state: HallState,
+        batch: _Batch,
+        *,
+        queue: str,
+        phone: str | None,
+        channel: str,
+        priority: str,
+        slot: datetime | None,
+        born: date | None,
     ) -> dict[str, Any]:
+        today = batch.local.date()
+        if born is not None:
+            if born > today:
+                raise BadRequest("birth_date: must be a date YYYYMMDD", field="birth_date")
+            if _age(born, today) >= self._hall.elderly_age:
+                priority, slot = "green", None  # green channel outranks an appointment
+        slot_text = None
+        if slot is not None:
+            if self._hall.business_day(slot) != state.day:
+                raise BadRequest(f"slot: must be on the business day {state.day}", field="slot")
+            slot_text = self._hall.local(slot).isoformat(timespec="seconds")
         prefix = self._hall.queues[queue].prefix
         number = f"{prefix}{state.counters.get(prefix, 0) + 1:03d}"
         data: dict[str, Any] = {
@@ -368,21 +510,44 @@ class Central:
         }
         if phone is not None:
             data["phone"] = phone
+        if priority != "walkin":
+            data["priority"] = priority
+        if slot_text is not None:
+            data["slot"] = slot_text
         batch.emit("ticket.issued", data)
         ticket = state.tickets[data["ticket"]]
-        return {"ticket": self.ticket_view(ticket), "ahead": self._ahead(state, ticket.id)}
+        return self._waiting_reply(state, ticket, batch.epoch)
+
+    def _waiting_reply(self, state: HallState, ticket: Ticket, epoch: float) -> dict[str, Any]:
+        return {
+            "ticket": self.ticket_view(ticket),
+            "ahead": self._ahead(state, ticket.id),
+            "people_ahead": self._policy.people_ahead(state.lines, ticket.id, epoch),
+        }
 
     def _cmd_call_next(self, state: HallState, batch: _Batch, *, window: str) -> dict[str, Any]:
         live = state.windows[window]
         if live.state != "open":
             raise Conflict(f"window {window} is {live.state}; open it first", window=window)
-        self._require_free(state, window)
-        ticket_id = fifo_next(state.waiting, self._hall.windows[window])
-        if ticket_id is None:
-            return {"ticket": None}
-        t = state.tickets[ticket_id]
-        batch.emit("ticket.called", {**self._ref(t, window), "window_name": self._window_name(window)})
-        return {"ticket": self.ticket_view(state.tickets[ticket_id])}
+        passed = None
+        if live.ticket is not None:
+            t = state.tickets[live.ticket]
+            spent = t.status == "called" and t.recalls >= self._hall.recall_limit
+            if not (self._hall.auto_no_show and spent):
+                self._require_free(state, window)
+            # recalled as often as allowed and still not here: pass it (过号) and call the next
+            batch.emit("ticket.no_show", {**self._ref(t, window), "reason": "recall_limit"})
+            passed = self.ticket_view(state.tickets[t.id])
+        ticket_id = self._policy.next_ticket(state.lines, self._hall.windows[window], batch.epoch)
+        result: dict[str, Any] = {"ticket": None}
+        if ticket_id is not None:
+            t = state.tickets[ticket_id]
+            called = {**self._ref(t, window), "window_name": self._window_name(window)}
+            batch.emit("ticket.called", called)
+            result["ticket"] = self.ticket_view(state.tickets[ticket_id])
+        if passed is not None:
+            result["no_show"] = passed
+        return result
 
     def _cmd_recall(self, state: HallState, batch: _Batch, *, window: str) -> dict[str, Any]:
         t = self._current(state, window, "called", action="recall")
@@ -412,6 +577,13 @@ class Central:
         t = self._current(state, window, "called", action="no-show")
         batch.emit("ticket.no_show", self._ref(t, window))
         return {"ticket": self.ticket_view(state.tickets[t.id])}
+
+    def _cmd_transfer(
+        self, state: HallState, batch: _Batch, *, window: str, queue: str
+    ) -> dict[str, Any]:
+        t = self._current(state, window, "called", "serving", action="transfer")
+        batch.emit("ticket.transferred", {**self._ref(t, window), "queue": queue, "from_queue": t.queue})
+        return self._waiting_reply(state, state.tickets[t.id], batch.epoch)
 
     def _cmd_open(self, state: HallState, batch: _Batch, *, window: str) -> dict[str, Any]:
         return self._set_window(state, batch, window, "open", "window.opened")
@@ -495,7 +667,7 @@ class Central:
         }
 
     def _waiting_counts(self, state: HallState) -> dict[str, int]:
-        return {q: len(state.waiting.get(q, ())) for q in self._hall.queues}
+        return {q: state.lines.count(q) for q in self._hall.queues}
 
     def _status(self, state: HallState) -> dict[str, Any]:
         windows = {}
@@ -507,13 +679,10 @@ class Central:
 
     @staticmethod
     def _ahead(state: HallState, ticket_id: str) -> int | None:
-        t = state.tickets.get(ticket_id)
-        if t is None or t.status != "waiting":
+        entry = state.lines.entries.get(ticket_id)
+        if entry is None:
             return None
-        for i, (_, tid) in enumerate(state.waiting.get(t.queue, ())):
-            if tid == ticket_id:
-                return i
-        return None  # unreachable while the state is consistent
+        return bisect_left(state.lines.by_queue[entry.queue].all, entry)
 
     # -- folding events into a state (the only code that changes a HallState) -----------------
 
@@ -537,7 +706,7 @@ class Central:
         state.day = event.data["day"]
         state.counters.clear()
         state.tickets.clear()  # unfinished ones are listed as expired in the event
-        state.waiting.clear()
+        state.lines.clear()
         state.calls.clear()
         for live in state.windows.values():
             live.ticket = None
@@ -548,53 +717,83 @@ class Central:
         if m is None:
             raise ValueError(f"bad ticket number {d['number']!r}")
         prefix, n = m.group(1), int(m.group(2))
-        state.counters[prefix] = max(state.counters.get(prefix, 0), n)
-        state.tickets[d["ticket"]] = Ticket(
+        t = Ticket(
             id=d["ticket"],
             number=d["number"],
             queue=d["queue"],
             issued_at=event.ts,
             phone=d.get("phone"),
             channel=d.get("channel", "kiosk"),
+            priority=d.get("priority", "walkin"),
+            slot=d.get("slot"),
+            seq=event.seq,
         )
-        state.waiting.setdefault(d["queue"], []).append((event.seq, d["ticket"]))  # seq only grows
+        entry = _waiting_entry(t)  # checks the priority and the slot before anything changes
+        if t.id in state.tickets:
+            raise ValueError(f"ticket {t.id} was already issued")
+        state.counters[prefix] = max(state.counters.get(prefix, 0), n)
+        state.tickets[t.id] = t
+        state.lines.add(entry)
 
     def _on_called(self, state: HallState, event: Event) -> None:
         d = event.data
         t = state.tickets[d["ticket"]]
-        self._leave_line(state, t)
-        state.tickets[t.id] = replace(t, status="called", window=d["window"], called_at=event.ts)
-        state.windows.setdefault(d["window"], WindowRuntime()).ticket = t.id
+        window = d["window"]
+        state.lines.remove(t.id)
+        state.tickets[t.id] = t.evolve(
+            status="called", window=window, called_at=event.ts, first_window=t.first_window or window
+        )
+        state.windows.setdefault(window, WindowRuntime()).ticket = t.id
         self._board_call(state, t, event)
 
     def _on_recalled(self, state: HallState, event: Event) -> None:
         d = event.data
         t = state.tickets[d["ticket"]]
-        state.tickets[t.id] = replace(t, recalls=int(d["recalls"]))
+        state.tickets[t.id] = t.evolve(recalls=int(d["recalls"]))
         self._board_call(state, t, event)
 
     def _on_started(self, state: HallState, event: Event) -> None:
         t = state.tickets[event.data["ticket"]]
-        state.tickets[t.id] = replace(t, status="serving")
+        state.tickets[t.id] = t.evolve(status="serving")
 
     def _on_finished(self, state: HallState, event: Event) -> None:
         t = state.tickets[event.data["ticket"]]
         status = "done" if event.type == "ticket.completed" else "no_show"
-        state.tickets[t.id] = replace(t, status=status)
-        live = state.windows.get(event.data["window"])
-        if live is not None and live.ticket == t.id:
-            live.ticket = None
+        state.lines.remove(t.id)  # only if a faulty log finishes a waiting ticket
+        state.tickets[t.id] = t.evolve(status=status)
+        self._leave_window(state, event.data["window"], t.id)
+
+    def _on_transferred(self, state: HallState, event: Event) -> None:
+        d = event.data
+        t = state.tickets[d["ticket"]]
+        if t.status not in AT_WINDOW:
+            raise ValueError(f"ticket {t.id} is {t.status}, not at a window")
+        moved = t.evolve(status="waiting", queue=d["queue"], window=None, called_at=None, recalls=0)
+        state.tickets[t.id] = moved
+        state.lines.add(_waiting_entry(moved))  # same seq and since: its place in arrival order
+        self._leave_window(state, d["window"], t.id)
 
     def _on_window(self, state: HallState, event: Event) -> None:
         target = _WINDOW_STATE_AFTER[event.type]
-        state.windows.setdefault(event.data["window"], WindowRuntime()).state = target
+        window = event.data["window"]
+        state.windows.setdefault(window, WindowRuntime()).state = target
+        spec = self._hall.windows.get(window)
+        if spec is None:  # a window since removed from the config
+            return
+        capacity = state.lines.capacity
+        for q in self._hall.queues if spec.universal else spec.queues:
+            # summed afresh (not +/-) so that rounding never drifts over a long day
+            total = 0.0
+            for w in self._servers[q]:
+                if state.windows.get(w, _CLOSED).state == "open":
+                    total += self._hall.windows[w].speed_for(q)
+            capacity[q] = total
 
     @staticmethod
-    def _leave_line(state: HallState, t: Ticket) -> None:
-        line = state.waiting.get(t.queue, [])
-        line[:] = [k for k in line if k[1] != t.id]
-        if not line:
-            state.waiting.pop(t.queue, None)
+    def _leave_window(state: HallState, window: str, ticket_id: str) -> None:
+        live = state.windows.get(window)
+        if live is not None and live.ticket == ticket_id:
+            live.ticket = None
 
     def _board_call(self, state: HallState, t: Ticket, event: Event) -> None:
         """Add a (re)call to the board, newest last; a recall moves the ticket's line to the end."""
@@ -604,7 +803,22 @@ class Central:
         state.calls = calls[-self._hall.board_size :]
 
 
+def _survivors(state: HallState) -> HallState:
+    """A copy of only what ``day.started`` keeps (the seq, the day until the event says otherwise,
+    window states and capacity): folding ``day.started`` into it gives the same state as folding
+    it into a deep copy, at a fraction of the cost of copying a whole day's tickets."""
+    lines = WaitingLines()
+    lines.capacity = dict(state.lines.capacity)
+    return HallState(
+        last_seq=state.last_seq,
+        day=state.day,
+        lines=lines,
+        windows={w: WindowRuntime(live.state, live.ticket) for w, live in state.windows.items()},
+    )
+
+
 _WINDOW_STATE_AFTER = {"window.opened": "open", "window.paused": "paused", "window.closed": "closed"}
+_CLOSED = WindowRuntime()
 
 
 def _masked(value: Any) -> Any:

@@ -24,7 +24,7 @@ from hallctl.central.core import Central
 from hallctl.central.model import HallSpec, QueueSpec, WindowSpec
 from hallctl.config import CentralConfig
 from hallctl.central.store import Store
-from hallctl.errors import BadRequest, Expired, HallctlError
+from hallctl.errors import BadRequest, ConfigError, Expired, HallctlError
 from hallctl.runtime.outbox import Outbox
 from hallctl.runtime.tasks import run_together
 
@@ -212,15 +212,25 @@ class CentralService:
 def central_from_config(cfg: CentralConfig) -> CentralService:
     """Build the service from a validated central config."""
     hs = cfg.hall_settings
-    hall = HallSpec(
-        cfg.hall,
-        {q.id: QueueSpec(q.id, q.prefix, q.name) for q in cfg.queues},
-        {w.id: WindowSpec(w.id, w.name, tuple(w.queues)) for w in cfg.windows},
-        board_size=hs.board_size,
-        tz=hs.tz,
-        day_reset_hour=hs.day_reset_hour,
-        recall_limit=hs.recall_limit,
-    )
+    try:
+        hall = HallSpec(
+            cfg.hall,
+            {q.id: QueueSpec(q.id, q.prefix, q.name) for q in cfg.queues},
+            {w.id: WindowSpec(w.id, w.name, tuple(w.queues), kind=w.kind, speed=dict(w.speed), primary=w.primary)
+             for w in cfg.windows},
+            board_size=hs.board_size,
+            tz=hs.tz,
+            day_reset_hour=hs.day_reset_hour,
+            recall_limit=hs.recall_limit,
+            policy=hs.policy,
+            elderly_age=hs.elderly_age,
+            appointment_grace_s=float(hs.appointment_grace_s),
+            overflow_after_s=float(hs.overflow_after_s),
+            max_wait_boost_s=float(hs.max_wait_boost_s),
+            auto_no_show=hs.auto_no_show,
+        )
+    except ConfigError as exc:  # the model's own checks: say which file
+        raise ConfigError(exc.problem, file=cfg.file, key=exc.key) from None
     Path(cfg.store.path).parent.mkdir(parents=True, exist_ok=True)
     mqtt = MqttSettings(cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.username, cfg.mqtt.password, cfg.mqtt.keepalive)
     return CentralService(hall, str(cfg.store.path), mqtt, client_id=cfg.id)
