@@ -106,3 +106,31 @@ async def test_technician_test_text_gives_way_to_the_window_state(mosquitto, tmp
                 await obs.wait_for(T.dev_res(node.id, "display", "show"))
                 assert emu.screens[1].lines == ["测试"]
                 assert await asyncio.to_thread(emu.wait_for, lambda: emu.screens[1].lines == called, 10)
+
+
+def test_central_restart_mid_day_restores_every_waiting_ticket_with_class_and_arrival(tmp_path):
+    db = str(tmp_path / "c.db")
+    svc = CentralService(hall_spec(), db, MqttSettings())
+    now = datetime.now(svc.hall.zone)
+    slot = (now + timedelta(minutes=30)).replace(second=0, microsecond=0)
+    if slot.date() != now.date():  # keep the slot on today's business day
+        slot = now
+    issued = [
+        svc.respond("k", "ticket.issue", _req("w", {"queue": "a"})),
+        svc.respond("k", "ticket.issue", _req("g", {"queue": "a", "priority": "green"})),
+        svc.respond("k", "ticket.issue", _req("p", {"queue": "b", "priority": "appointment",
+                                                    "slot": slot.isoformat()})),
+    ]
+    assert all(r["status"] == "ok" for r in issued), issued
+    before = {t.id: (t.number, t.priority, t.issued_at, t.slot, t.status) for t in svc.core.tickets.values()}
+    svc.store.close()
+    svc.outbox.close()
+
+    again = CentralService(hall_spec(), db, MqttSettings())
+    after = {t.id: (t.number, t.priority, t.issued_at, t.slot, t.status) for t in again.core.tickets.values()}
+    assert after == before and len(after) == 3
+    assert {v[1] for v in after.values()} == {"walkin", "green", "appointment"}
+    assert again.core.state == svc.core.state
+    # and numbering goes on where it was
+    nxt = again.respond("k", "ticket.issue", _req("w2", {"queue": "a"}))
+    assert nxt["data"]["ticket"]["number"] == "A003"
