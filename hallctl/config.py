@@ -110,6 +110,8 @@ class QueueConfig:
     id: str
     prefix: str
     name: str
+    #: expected service time until central has learned it from the day's services
+    expected_service_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,7 @@ _QUEUE_FIELDS = (
     _Field("id", str, check=_is_id),
     _Field("prefix", str, check=_prefix),
     _Field("name", str, check=_non_empty),
+    _Field("expected_service_s", float, 600.0, lambda v: None if v > 0 else "must be > 0"),
 )
 _WINDOW_FIELDS = (
     _Field("id", str, check=_is_id),

@@ -44,6 +44,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from hallctl.central.model import (
     AT_WINDOW,
+    DEFAULT_SERVICE_S,
     ID_RE,
     PHONE_RE,
     PRIORITIES,
@@ -63,6 +64,11 @@ SCHEMA_V = 1
 NUMBER_RE = re.compile(r"^([A-Z]+)([0-9]+)$")
 #: a birth date as read from an ID card
 BIRTH_DATE_RE = re.compile(r"^[0-9]{8}$")
+#: the learned service time is an exponentially weighted mean with this weight at least, so it
+#: follows roughly the last 20 services of a queue (docs/assignment.md, "Wait prediction")
+SERVICE_WEIGHT = 1 / 20
+#: the configured prior (QueueSpec.expected_service_s) counts as this many services
+PRIOR_SAMPLES = 3
 #: personal fields in event data -> (public name, masking function)
 TO_MASK: dict[str, tuple[str, Callable[[str], str]]] = {"phone": ("phone_masked", mask_phone)}
 
@@ -83,10 +89,12 @@ class Outcome:
 
 @dataclass
 class WindowRuntime:
-    """A window's live state: open/paused/closed and the ticket id at it (called or serving)."""
+    """A window's live state: open/paused/closed, the ticket id at it (called or serving) and
+    since when (epoch seconds of its call, or of its start once started: its service began)."""
 
     state: str = "closed"
     ticket: str | None = None
+    since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -103,12 +111,17 @@ class HallState:
     """Everything the engine knows. Compared with ``==`` to check that a replay is faithful."""
 
     last_seq: int = 0
+    last_ts: str = ""  # ts of the last event: "now" for views that must not read the clock
     day: str | None = None
     counters: dict[str, int] = field(default_factory=dict)  # prefix -> last number issued today
     tickets: dict[str, Ticket] = field(default_factory=dict)  # today's tickets by id
     lines: WaitingLines = field(default_factory=WaitingLines)  # the waiting tickets, sorted
     windows: dict[str, WindowRuntime] = field(default_factory=dict)
     calls: list[BoardCall] = field(default_factory=list)  # newest last, at most board_size
+    #: queue -> learned mean service time (seconds at speed 1.0), starting at the queue's prior;
+    #: kept across days (it is learned from the whole event log)
+    service: dict[str, float] = field(default_factory=dict)
+    service_n: dict[str, int] = field(default_factory=dict)  # queue -> services learned from
 
     @property
     def waiting(self) -> dict[str, list[tuple[int, str]]]:
@@ -290,11 +303,22 @@ class Central:
         self._hall = hall
         self._clock = clock
         self._policy = policy if policy is not None else make_policy(hall)
-        self._state = HallState(windows={w: WindowRuntime() for w in hall.windows})
+        self._state = HallState(
+            windows={w: WindowRuntime() for w in hall.windows},
+            service={q: spec.expected_service_s for q, spec in hall.queues.items()},
+        )
+        self._ts_cache: tuple[str, float] = ("", 0.0)  # last event ts parsed, and its epoch
         self._day_end: tuple[str | None, float] = (None, 0.0)  # (day, epoch its successor starts)
         # queue -> the windows that list it (any skill level): whose speed makes its capacity
         self._servers: dict[str, tuple[str, ...]] = {
             q: tuple(w.id for w in hall.windows.values() if w.serves(q)) for q in hall.queues
+        }
+        # queue -> (window, speed) of the windows the policy lets call it: its wait's capacity
+        self._capable: dict[str, tuple[tuple[str, float], ...]] = {
+            q: tuple(
+                (w.id, w.speed_for(q)) for w in hall.windows.values() if self._policy.serves(w, q)
+            )
+            for q in hall.queues
         }
         self._folders: dict[str, Callable[[HallState, Event], None]] = {
             "day.started": self._on_day_started,
@@ -353,12 +377,28 @@ class Central:
         when = (now or self._clock()).timestamp()
         return self._policy.people_ahead(self._state.lines, ticket_id, when)
 
+    def predicted_wait_s(self, ticket_id: str, now: datetime | None = None) -> float | None:
+        """Predicted seconds until this waiting ticket is called (docs/assignment.md, "Wait
+        prediction"); None if it is not waiting or no open window can serve it."""
+        entry = self._state.lines.entries.get(ticket_id)
+        if entry is None:
+            return None
+        return self._predict_s(self._state, entry, (now or self._clock()).timestamp())
+
+    def service_estimate(self, queue: str) -> float | None:
+        """The learned mean service time of ``queue`` (seconds at a window of speed 1.0)."""
+        return self._state.service.get(queue)
+
     def window_state(self, window_id: str) -> dict[str, Any]:
         """Document for the retained ``window/<id>/state`` topic."""
         return self._window_state(self._state, window_id)
 
     def board_state(self) -> dict[str, Any]:
-        """Document for the retained ``board/state`` topic: latest calls (newest last), waiting."""
+        """Document for the retained ``board/state`` topic: latest calls (newest last), waiting,
+        and per queue the predicted wait of a walk-in arriving now (None: no open window for it).
+        "Now" is the time of the last event, so the document follows from the state alone."""
+        state = self._state
+        now = self._ts_epoch(state.last_ts) if state.last_ts else 0.0
         return {
             "v": SCHEMA_V,
             "calls": [
@@ -366,6 +406,7 @@ class Central:
                 for c in self._state.calls
             ],
             "waiting": self._waiting_counts(self._state),
+            "predicted_wait_min": self._walkin_waits(state, now),
         }
 
     def queue_status(self) -> dict[str, Any]:
@@ -519,10 +560,15 @@ class Central:
         return self._waiting_reply(state, ticket, batch.epoch)
 
     def _waiting_reply(self, state: HallState, ticket: Ticket, epoch: float) -> dict[str, Any]:
+        view = self.ticket_view(ticket)
+        entry = state.lines.entries.get(ticket.id)
+        wait = None if entry is None else _minutes(self._predict_s(state, entry, epoch))
+        view["predicted_wait_min"] = wait
         return {
-            "ticket": self.ticket_view(ticket),
+            "ticket": view,
             "ahead": self._ahead(state, ticket.id),
             "people_ahead": self._policy.people_ahead(state.lines, ticket.id, epoch),
+            "predicted_wait_min": wait,
         }
 
     def _cmd_call_next(self, state: HallState, batch: _Batch, *, window: str) -> dict[str, Any]:
@@ -684,6 +730,64 @@ class Central:
             return None
         return bisect_left(state.lines.by_queue[entry.queue].all, entry)
 
+    # -- wait prediction ----------------------------------------------------------------------
+
+    def _predict_s(self, state: HallState, entry: Waiting, now: float) -> float | None:
+        """Seconds until ``entry`` is called: the work of the people ahead (policy order, each at
+        their queue's learned service time) over the open capacity that can serve it, plus, when
+        every such window is busy, the expected time until the first of them frees up (taken as
+        exponential: 1 / the sum of their completion rates). None with no open capable window."""
+        capacity = 0.0
+        rate = 0.0  # completions per second of the busy capable windows
+        free = False
+        service, windows, tickets = state.service, state.windows, state.tickets
+        for w, speed in self._capable.get(entry.queue, ()):
+            live = windows.get(w)
+            if live is None or live.state != "open":
+                continue
+            capacity += speed
+            if live.ticket is None:
+                free = True
+            elif not free:  # the rate only matters while no capable window is free
+                t = tickets.get(live.ticket)
+                rate += speed / service.get(t.queue if t else "", DEFAULT_SERVICE_S)
+        if capacity <= 0:
+            return None
+        wait = self._policy.work_ahead(state.lines, entry, now, service) / capacity
+        if not free and rate > 0:
+            wait += 1.0 / rate
+        return wait
+
+    def _walkin_waits(self, state: HallState, now: float) -> dict[str, float | None]:
+        """queue -> predicted minutes for a walk-in issued now (for the board)."""
+        seq = state.last_seq + 1  # after everyone already issued
+        return {
+            q: _minutes(self._predict_s(state, Waiting(seq, "", q, "walkin", now, None), now))
+            for q in self._hall.queues
+        }
+
+    def _ts_epoch(self, ts: str) -> float:
+        """Epoch seconds of an event ts; the events of one command share their ts, so one
+        parse per command at most."""
+        cached, epoch = self._ts_cache
+        if ts != cached:
+            epoch = _epoch(ts)
+            self._ts_cache = (ts, epoch)
+        return epoch
+
+    def _learn_service(self, state: HallState, queue: str, window: str, seconds: float) -> None:
+        """Fold one observed service into the queue's mean (at speed 1.0)."""
+        spec = self._hall.windows.get(window)
+        work = seconds * (spec.speed_for(queue) if spec is not None else 1.0)
+        n = state.service_n.get(queue, 0)
+        old = state.service.get(queue)
+        if old is None:
+            q = self._hall.queues.get(queue)
+            old = q.expected_service_s if q is not None else DEFAULT_SERVICE_S
+        weight = max(1.0 / (n + 1 + PRIOR_SAMPLES), SERVICE_WEIGHT)
+        state.service[queue] = old + weight * (work - old)
+        state.service_n[queue] = n + 1
+
     # -- folding events into a state (the only code that changes a HallState) -----------------
 
     def _fold(self, state: HallState, event: Event) -> None:
@@ -701,6 +805,7 @@ class Central:
                 f"event {event.seq} ({event.type}) does not fit the state: {exc!r}", seq=event.seq
             ) from exc
         state.last_seq = event.seq
+        state.last_ts = event.ts
 
     def _on_day_started(self, state: HallState, event: Event) -> None:
         state.day = event.data["day"]
@@ -709,7 +814,7 @@ class Central:
         state.lines.clear()
         state.calls.clear()
         for live in state.windows.values():
-            live.ticket = None
+            live.ticket = live.since = None
 
     def _on_issued(self, state: HallState, event: Event) -> None:
         d = event.data
@@ -743,7 +848,8 @@ class Central:
         state.tickets[t.id] = t.evolve(
             status="called", window=window, called_at=event.ts, first_window=t.first_window or window
         )
-        state.windows.setdefault(window, WindowRuntime()).ticket = t.id
+        live = state.windows.setdefault(window, WindowRuntime())
+        live.ticket, live.since = t.id, self._ts_epoch(event.ts)
         self._board_call(state, t, event)
 
     def _on_recalled(self, state: HallState, event: Event) -> None:
@@ -755,13 +861,22 @@ class Central:
     def _on_started(self, state: HallState, event: Event) -> None:
         t = state.tickets[event.data["ticket"]]
         state.tickets[t.id] = t.evolve(status="serving")
+        live = state.windows.get(event.data["window"])
+        if live is not None and live.ticket == t.id:
+            live.since = self._ts_epoch(event.ts)  # the service proper starts now
 
     def _on_finished(self, state: HallState, event: Event) -> None:
         t = state.tickets[event.data["ticket"]]
         status = "done" if event.type == "ticket.completed" else "no_show"
         state.lines.remove(t.id)  # only if a faulty log finishes a waiting ticket
         state.tickets[t.id] = t.evolve(status=status)
-        self._leave_window(state, event.data["window"], t.id)
+        window = event.data["window"]
+        live = state.windows.get(window)
+        if status == "done" and live is not None and live.ticket == t.id and live.since is not None:
+            seconds = self._ts_epoch(event.ts) - live.since
+            if seconds >= 0:  # a clock set back says nothing about the service
+                self._learn_service(state, t.queue, window, seconds)
+        self._leave_window(state, window, t.id)
 
     def _on_transferred(self, state: HallState, event: Event) -> None:
         d = event.data
@@ -793,7 +908,7 @@ class Central:
     def _leave_window(state: HallState, window: str, ticket_id: str) -> None:
         live = state.windows.get(window)
         if live is not None and live.ticket == ticket_id:
-            live.ticket = None
+            live.ticket = live.since = None
 
     def _board_call(self, state: HallState, t: Ticket, event: Event) -> None:
         """Add a (re)call to the board, newest last; a recall moves the ticket's line to the end."""
@@ -805,16 +920,26 @@ class Central:
 
 def _survivors(state: HallState) -> HallState:
     """A copy of only what ``day.started`` keeps (the seq, the day until the event says otherwise,
-    window states and capacity): folding ``day.started`` into it gives the same state as folding
+    window states and capacity, the learned service times): folding ``day.started`` into it gives the same state as folding
     it into a deep copy, at a fraction of the cost of copying a whole day's tickets."""
     lines = WaitingLines()
     lines.capacity = dict(state.lines.capacity)
     return HallState(
         last_seq=state.last_seq,
+        last_ts=state.last_ts,
         day=state.day,
         lines=lines,
-        windows={w: WindowRuntime(live.state, live.ticket) for w, live in state.windows.items()},
+        windows={
+            w: WindowRuntime(live.state, live.ticket, live.since) for w, live in state.windows.items()
+        },
+        service=dict(state.service),
+        service_n=dict(state.service_n),
     )
+
+
+def _minutes(seconds: float | None) -> float | None:
+    """Seconds as minutes with one decimal (what the ticket, board and SMS show)."""
+    return None if seconds is None else round(seconds / 60.0, 1)
 
 
 _WINDOW_STATE_AFTER = {"window.opened": "open", "window.paused": "paused", "window.closed": "closed"}

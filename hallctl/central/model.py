@@ -43,6 +43,9 @@ WINDOW_KINDS: tuple[str, ...] = ("acceptance", "handout", "complaint")
 #: calling policies (hallctl.central.policies.POLICIES implements each)
 POLICY_NAMES: tuple[str, ...] = ("default", "dedicated", "fifo", "sew")
 
+#: the prior expected service time of a queue when its config gives none (10 min)
+DEFAULT_SERVICE_S = 600.0
+
 #: statuses in which a ticket occupies its window
 AT_WINDOW: frozenset[str] = frozenset({"called", "serving"})
 #: statuses a ticket never leaves
@@ -51,11 +54,16 @@ FINAL: frozenset[str] = frozenset({"done", "no_show"})
 
 @dataclass(frozen=True)
 class QueueSpec:
-    """A ticket class (a matter group). ``prefix`` is printed before the number: "A" -> "A001"."""
+    """A ticket class (a matter group). ``prefix`` is printed before the number: "A" -> "A001".
+
+    ``expected_service_s`` is the prior for the wait prediction: the expected service time of one
+    of its matters at a window of speed 1.0, used until the core has learned enough real ones.
+    """
 
     id: str
     prefix: str
     name: str
+    expected_service_s: float = DEFAULT_SERVICE_S
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not ID_RE.match(self.id):
@@ -64,6 +72,11 @@ class QueueSpec:
             raise ConfigError(
                 f"prefix {self.prefix!r} must be 1-3 capital letters", key=f"queues.{self.id}.prefix"
             )
+        if not _positive(self.expected_service_s):
+            raise ConfigError(
+                "must be a positive number of seconds", key=f"queues.{self.id}.expected_service_s"
+            )
+        object.__setattr__(self, "expected_service_s", float(self.expected_service_s))
 
 
 @dataclass(frozen=True)

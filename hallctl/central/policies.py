@@ -21,7 +21,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from math import fsum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Mapping, Protocol
 
 from hallctl.central.model import (
     BY_SINCE,
@@ -51,6 +51,12 @@ class Policy(Protocol):
 
     def serves(self, window: WindowSpec, queue: str) -> bool:
         """Whether ``window`` may call a ticket of ``queue`` under this policy."""
+        ...
+
+    def work_ahead(
+        self, view: WaitingLines, entry: Waiting, now: float, service: Mapping[str, float]
+    ) -> float:
+        """Service seconds (speed 1.0) of the people called before ``entry``, per ``service``."""
         ...
 
 
@@ -139,6 +145,19 @@ class _Base:
             if ql is not None:
                 total += share * self._ahead_in(ql, entry, now)
         return int(total + 0.5)
+
+    def work_ahead(
+        self, view: WaitingLines, entry: Waiting, now: float, service: Mapping[str, float]
+    ) -> float:
+        """The service work (seconds at speed 1.0) of the people called before ``entry``: as
+        :meth:`people_ahead`, each person weighted by ``service`` of their queue. ``entry`` need
+        not be waiting (a walk-in about to arrive: seq above every issued one, since = now)."""
+        total = 0.0
+        for r, share in self._shares.get(entry.queue, ((entry.queue, 1.0),)):
+            ql = view.by_queue.get(r)
+            if ql is not None:
+                total += share * self._ahead_in(ql, entry, now) * service.get(r, 0.0)
+        return total
 
     def _ahead_in(self, ql: QueueLines, entry: Waiting, now: float) -> int:
         """Tickets of one queue that come before ``entry`` in this policy's order (arrival order)."""

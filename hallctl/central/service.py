@@ -215,7 +215,7 @@ def central_from_config(cfg: CentralConfig) -> CentralService:
     try:
         hall = HallSpec(
             cfg.hall,
-            {q.id: QueueSpec(q.id, q.prefix, q.name) for q in cfg.queues},
+            {q.id: QueueSpec(q.id, q.prefix, q.name, expected_service_s=float(q.expected_service_s)) for q in cfg.queues},
             {w.id: WindowSpec(w.id, w.name, tuple(w.queues), kind=w.kind, speed=dict(w.speed), primary=w.primary)
              for w in cfg.windows},
             board_size=hs.board_size,

@@ -128,7 +128,9 @@ async def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
             t = d["ticket"]
             q = hall.queues[t["queue"]].name
             phone = f", 短信至 {t['phone_masked']}" if t.get("phone_masked") else ""
-            console.line(f"取号 {t['number']} ({q}), 前面还有 {d.get('ahead', 0)} 人{phone}")
+            wait = d.get("predicted_wait_min")
+            eta = f", 预计等待 {wait:.0f} 分钟" if isinstance(wait, (int, float)) else ""
+            console.line(f"取号 {t['number']} ({q}), 前面还有 {d.get('people_ahead', d.get('ahead', 0))} 人{eta}{phone}")
 
         def on_call(window: str, t: dict[str, Any]) -> None:
             console.line(f"叫号 请 {t['number']} 号到 {hall.windows[window].name} 办理")
