@@ -18,6 +18,9 @@ from hallctl.sim.hallsim.crosscheck import (
     erlang_c_check,
     erlang_c_probability,
     erlang_c_wait,
+    fcfs_wait_mgc,
+    priority_class_waits,
+    scenario_priority_formula,
 )
 from hallctl.sim.hallsim.engine import DayResult, HallDay, SimError, SimOptions
 from hallctl.sim.hallsim.features import probe_core
@@ -235,6 +238,42 @@ def test_erlang_c_formula_known_values():
     # M/M/2 with a = 1: C = 1/3, Wq = C / (2 mu - lambda) = 1/3
     assert erlang_c_probability(2, 1.0) == pytest.approx(1 / 3)
     assert erlang_c_wait(2, 1.0, 1.0) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("c,lam,mean", [(1, 0.5, 1.0), (4, 3.0, 1.0), (24, 1.6, 12.0)])
+def test_priority_formula_with_one_class_is_erlang_c(c, lam, mean):
+    (w,) = priority_class_waits(c, [lam], mean)
+    assert w == pytest.approx(erlang_c_wait(c, lam, 1.0 / mean))
+
+
+def test_priority_formula_known_two_class_mm1_values():
+    # M/M/1, lambda 0.25 + 0.25, mu 1: W0 = rho / mu = 0.5; W1 = 0.5 / 0.75, W2 = 0.5 / (0.75 * 0.5)
+    w1, w2 = priority_class_waits(1, [0.25, 0.25], 1.0)
+    assert (w1, w2) == (pytest.approx(2 / 3), pytest.approx(4 / 3))
+    # deterministic service (cv2 0) halves the M/M/1 waits (Pollaczek-Khinchine, exact for c = 1)
+    assert priority_class_waits(1, [0.25, 0.25], 1.0, cv2=0.0) == [pytest.approx(1 / 3), pytest.approx(2 / 3)]
+
+
+@pytest.mark.parametrize("c,lams,mean,cv2", [
+    (1, [0.3, 0.5], 1.0, 1.0), (10, [2.0, 6.5], 1.0, 1.0), (24, [0.4, 1.2], 12.0, 1.25),
+    (24, [0.08, 0.33, 1.22], 12.26, 1.25),
+])
+def test_priority_formula_conservation_law(c, lams, mean, cv2):
+    """Equal service times: the arrival- (= load-) weighted mean wait equals the FCFS wait, and
+    the higher class never waits longer."""
+    waits = priority_class_waits(c, lams, mean, cv2)
+    avg = sum(l * w for l, w in zip(lams, waits)) / sum(lams)
+    assert avg == pytest.approx(fcfs_wait_mgc(c, sum(lams), mean, cv2))
+    assert waits == sorted(waits)
+
+
+def test_priority_formula_for_the_xiaoshan_u24_hall():
+    f = scenario_priority_formula(XS, 24)
+    assert f["rho"] == pytest.approx(XS.daily_volume / XS.open_minutes * f["mean_service_min"] / 24, rel=1e-3)
+    w = f["class_wait_min"]
+    assert w["green"] <= w["appointment"] <= f["fcfs_wait_min"] <= w["walkin"]
+    assert f["walkin_over_fcfs"] == pytest.approx(w["walkin"] / f["fcfs_wait_min"], rel=1e-2)
+    assert f["cv2"] > 1.0  # a mixture of CV-1 lognormals with different means
 
 
 def test_simulator_agrees_with_erlang_c_on_a_small_case():

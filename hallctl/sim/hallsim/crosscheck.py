@@ -48,6 +48,71 @@ def erlang_c_wait(c: int, lam: float, mu: float) -> float:
     return erlang_c_probability(c, lam / mu) / (c * mu - lam)
 
 
+def priority_class_waits(c: int, lams: Sequence[float], mean_service: float, cv2: float = 1.0) -> list[float]:
+    """Mean wait in queue of each class of an M/G/c queue with NON-PREEMPTIVE priority classes.
+
+    ``lams`` are the arrival rates, highest priority first; every class has the same service
+    distribution (mean ``mean_service``, squared coefficient of variation ``cv2``). Cobham's
+    formula (A. Cobham, "Priority assignment in waiting line problems", J. Oper. Res. Soc. Am. 2
+    (1954) 70-76; for c servers see e.g. Kleinrock, *Queueing Systems* vol. II, 1976, sec. 3.6,
+    or Gross & Harris, *Fundamentals of Queueing Theory*, sec. 3.4.2)::
+
+        W_k = W0 / ((1 - sigma_{k-1}) (1 - sigma_k)),   sigma_k = rho_1 + ... + rho_k,
+        rho_i = lambda_i * E[S] / c,   W0 = C(c, a) / (c * mu),   a = lambda * E[S],
+
+    with C(c, a) the Erlang-C probability of waiting on the TOTAL load. Exact for exponential
+    service (cv2 = 1). For general service the M/G/c approximation scales W0 by (1 + cv2) / 2
+    (Lee & Longton 1959; exact for c = 1 by Pollaczek-Khinchine). One class gives Erlang C's mean
+    wait; the load-weighted mean over the classes equals the FCFS wait (Kleinrock's conservation
+    law), see :func:`fcfs_wait_mgc`. Same time unit as ``mean_service``.
+    """
+    if mean_service <= 0 or any(x < 0 for x in lams):
+        raise ValueError("needs mean_service > 0 and rates >= 0")
+    mu = 1.0 / mean_service
+    a = sum(lams) * mean_service
+    w0 = erlang_c_probability(c, a) / (c * mu) * (1.0 + cv2) / 2.0
+    out, sigma = [], 0.0
+    for lam in lams:
+        prev = sigma
+        sigma += lam * mean_service / c
+        out.append(w0 / ((1.0 - prev) * (1.0 - sigma)))
+    return out
+
+
+def fcfs_wait_mgc(c: int, lam: float, mean_service: float, cv2: float = 1.0) -> float:
+    """Mean wait of M/G/c under FCFS, Erlang C scaled by (1 + cv2) / 2 (exact for cv2 = 1)."""
+    return erlang_c_wait(c, lam, 1.0 / mean_service) * (1.0 + cv2) / 2.0
+
+
+def scenario_priority_formula(
+    scenario: Scenario, c: int, classes: Sequence[tuple[str, float]] | None = None
+) -> dict[str, Any]:
+    """Cobham's stationary figures for a hall of ``c`` universal windows at the scenario's
+    day-average load: total arrival rate averaged over the opening hours, the overall mean
+    service time and its CV (the mixture of the blocks' lognormals). ``classes`` are (name,
+    share) highest priority first; default green, appointment (treated as a priority class),
+    walk-in. The hall's arrivals are non-stationary (half-hour peaks up to 1.4x), so absolute
+    waits are only an approximation; the walk-in / FCFS ratio is the fairer comparison."""
+    if classes is None:
+        g, ap = scenario.green_share, scenario.appointment_share
+        classes = (("green", g), ("appointment", ap), ("walkin", 1.0 - g - ap))
+    lam = scenario.daily_volume / scenario.open_minutes
+    w = scenario.block_weights
+    mean = sum(wi * b.mean_min for wi, b in zip(w, scenario.blocks))
+    second = sum(wi * (1.0 + scenario.cv ** 2) * b.mean_min ** 2 for wi, b in zip(w, scenario.blocks))
+    cv2 = second / (mean * mean) - 1.0
+    waits = priority_class_waits(c, [lam * s for _, s in classes], mean, cv2)
+    fcfs = fcfs_wait_mgc(c, lam, mean, cv2)
+    return {
+        "c": c, "lambda_per_min": round(lam, 4), "mean_service_min": round(mean, 3),
+        "cv2": round(cv2, 4), "rho": round(lam * mean / c, 4),
+        "class_share": {n: s for n, s in classes},
+        "class_wait_min": {n: round(x, 3) for (n, _), x in zip(classes, waits)},
+        "fcfs_wait_min": round(fcfs, 3),
+        "walkin_over_fcfs": round(waits[-1] / fcfs, 4),
+    }
+
+
 def mmc_hall(c: int) -> HallSpec:
     """One queue, ``c`` universal windows, FIFO (when the core has policies)."""
     extra = {"policy": "fifo"} if probe_core().has_policy else {}
