@@ -21,6 +21,8 @@ from hallctl.bus import messages
 from hallctl.bus.client import Bus, Incoming
 from hallctl.bus.topics import Topics, check_id, check_name, parse
 from hallctl.central.core import Central
+from hallctl.central.kpi import Kpis
+from hallctl.central.staffing import advise, forecast_from_history
 from hallctl.central.model import HallSpec, QueueSpec, WindowSpec
 from hallctl.config import CentralConfig
 from hallctl.central.store import Store
@@ -34,6 +36,10 @@ log = logging.getLogger("hallctl.central")
 RESPONSE_DAYS = 7
 #: outbox mark: the seq of the last event put in the outbox
 EVENTS_MARK = "events"
+#: days of history kept in memory for KPIs and the staffing forecast
+HISTORY_DAYS = 35
+#: staffing target: this share of citizens called within this many seconds
+STAFFING_TARGET = (0.8, 900.0)
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,19 @@ class CentralService:
             password=mqtt.password,
         )
         self._published: dict[str, dict[str, Any]] = {}
+        self._staffing_slot: str | None = None
+        self._housekeeping_every_s = 30.0
         self.handled = 0
+
+    QUERIES = frozenset({"kpi.summary", "staffing.advice"})
+
+    def _query(self, action: str, data: dict[str, Any]) -> dict[str, Any]:
+        if action == "kpi.summary":
+            day = data.get("day")
+            if day is not None and not isinstance(day, str):
+                raise BadRequest("day: must be YYYY-MM-DD", field="day")
+            return self.kpis.summary(day)
+        return self.staffing_advice()
 
     @property
     def dropped_retained(self) -> int:
@@ -91,11 +109,11 @@ class CentralService:
     async def run(self) -> None:
         await run_together([("central-bus", self.bus.run()), ("central-housekeeping", self._housekeeping())])
 
-    async def _housekeeping(self, every_s: float = 30.0) -> None:
-        """Roll the business day over on time (not at the first request of the morning) and keep
-        the idempotency table small."""
+    async def _housekeeping(self) -> None:
+        """Roll the business day over on time (not at the first request of the morning), keep
+        the idempotency table small, publish the staffing advice each half hour."""
         while True:
-            await asyncio.sleep(every_s)
+            await asyncio.sleep(self._housekeeping_every_s)
             try:
                 outcome = self.core.tick()
                 if outcome.events:
@@ -106,6 +124,10 @@ class CentralService:
                         raise
                     await self._publish_states()
                 self._queue_missing_events()
+                slot = self._clock().strftime("%Y-%m-%d %H") + (":30" if self._clock().minute >= 30 else ":00")
+                if slot != self._staffing_slot and await self.bus.try_publish(
+                        self.topics.central_staffing, self.staffing_advice(), retain=True):
+                    self._staffing_slot = slot
                 self.store.prune_responses(RESPONSE_DAYS)
             except Exception:  # noqa: BLE001 - housekeeping must not stop the hall
                 log.exception("central housekeeping failed")
@@ -155,6 +177,11 @@ class CentralService:
             request = messages.parse_request(payload)
         except BadRequest as exc:
             return messages.response_error(messages.request_id_of(payload), exc)
+        if action in self.QUERIES:  # read-only views of the shell: answered, not stored
+            try:
+                return messages.response_ok(request.request_id, self._query(action, request.data))
+            except HallctlError as exc:
+                return messages.response_error(request.request_id, exc)
         key = f"{client}:{request.request_id}"
         stored = self.store.response_for(key)
         if stored is not None:
@@ -183,16 +210,52 @@ class CentralService:
         return response
 
     def _rebuild(self) -> Central:
-        """The core as the store says it is. Used at start and when a commit failed, so memory
-        (and the retained state built from it) never holds what the disk does not."""
+        """The core (and the KPIs and arrival history) as the store says they are. Used at start
+        and when a commit failed, so memory (and the retained state built from it) never holds
+        what the disk does not."""
         core = Central(self.hall, self._clock)
+        self.kpis = Kpis(keep_days=HISTORY_DAYS)
+        self._arrivals: dict[str, list[Any]] = {}
         for event in self.store.load_events():
             core.apply(event)
+            self._observe(event)
         return core
+
+    def _observe(self, event: Any) -> None:
+        """Fold a stored event into the KPIs and the arrival history used for staffing advice."""
+        self.kpis.apply(event)
+        if event.type == "ticket.issued":
+            day = event.ts[:10]
+            self._arrivals.setdefault(day, []).append(event)
+            if len(self._arrivals) > HISTORY_DAYS:
+                del self._arrivals[min(self._arrivals)]
+
+    def staffing_advice(self) -> dict[str, Any]:
+        """Windows to open per half hour today, from the arrivals of earlier days (same weekday
+        when there are such days) and the service times learned so far (square-root staffing:
+        docs/assignment.md)."""
+        today = self.hall.business_day(self._clock())
+        history = {d: evs for d, evs in self._arrivals.items() if d < today}
+        forecast = forecast_from_history(history, for_day=today, last_n=4) or forecast_from_history(history, last_n=5)
+        learned = [s for q in self.hall.queues if (s := self.core.service_estimate(q))]
+        mean_service_s = sum(learned) / len(learned) if learned else \
+            sum(q.expected_service_s for q in self.hall.queues.values()) / len(self.hall.queues)
+        share, within_s = STAFFING_TARGET
+        return {
+            "v": messages.VERSION,
+            "day": today,
+            "target": {"share": share, "within_s": within_s},
+            "mean_service_min": round(mean_service_s / 60, 1),
+            "history_days": len(history),
+            "slots": advise(forecast, mean_service_s, target_sl=STAFFING_TARGET,
+                            max_windows=len(self.hall.windows)) if forecast else [],
+        }
 
     def _commit_and_publish(self, events: list[Any], key: str | None, response: dict[str, Any] | None) -> None:
         self.store.commit(events, key, response)
         self._queue_events(events)
+        for event in events:
+            self._observe(event)
 
     def _queue_events(self, events: list[Any]) -> None:
         """Events go to the outbox with a mark of the last seq queued, in one transaction."""
