@@ -221,11 +221,22 @@ def test_window_speed_divides_service_time_when_the_core_has_speeds():
     assert [r.done - r.called for r in result.records] == pytest.approx([2.0] * 5)
 
 
-def test_the_simulated_day_must_end_before_midnight():
+def test_a_simulated_day_may_run_past_midnight_but_not_past_the_reset_hour():
     hall = build_hall("u24", XS, policy="fifo")
-    late = [Arrival(1430.0, "scjg", 20.0, 1.0, 0.0, 1.0, 1.0)]
-    with pytest.raises(SimError, match="midnight"):
-        HallDay(hall, late, day=DAY, open_at=1420.0).run()
+    assert hall.day_reset_hour == 4
+    # a citizen served from 23:50 to 00:10 is still today's business day
+    ok = HallDay(hall, [Arrival(1430.0, "scjg", 20.0, 1.0, 0.0, 1.0, 1.0)], day=DAY, open_at=1420.0).run()
+    assert ok is not None
+    late = [Arrival(1670.0, "scjg", 20.0, 1.0, 0.0, 1.0, 1.0)]  # served until 04:10 the next morning
+    with pytest.raises(SimError, match="reset hour"):
+        HallDay(hall, late, day=DAY, open_at=1660.0).run()
+
+
+def test_no_service_lasts_longer_than_a_working_day():
+    from hallctl.sim.hallsim.scenario import MAX_SERVICE_MIN
+
+    arrivals = generate_day(XS, seed=11, day=0)
+    assert arrivals and max(a.service for a in arrivals) <= MAX_SERVICE_MIN
 
 
 # -- validity -----------------------------------------------------------------------------------

@@ -32,10 +32,10 @@ from typing import Any, Mapping, Sequence
 from hallctl.central.core import Central
 from hallctl.central.model import FINAL, Event, HallSpec
 from hallctl.sim.hallsim.features import CoreFeatures, probe_core
-from hallctl.sim.hallsim.scenario import Arrival, Scenario
+from hallctl.sim.hallsim.scenario import DAY_RESET_HOUR, Arrival, Scenario
 
 _ARRIVE, _DONE, _POLL, _RECALL = 0, 1, 2, 3
-DAY_MIN = 24 * 60.0
+DAY_MIN = (24 + DAY_RESET_HOUR) * 60.0  # the business day ends at the next reset
 
 
 class SimError(RuntimeError):
@@ -154,7 +154,7 @@ class HallDay:
         if now < self._last_clock:
             raise SimError(f"simulated clock went back from {self._last_clock} to {now}")
         if now >= DAY_MIN:
-            raise SimError("the simulated day ran past midnight; the core would start a new day")
+            raise SimError("the simulated day ran past the next day's reset hour; the core would start a new day")
         self._last_clock = now
         self._clock_reads += 1
         return self._midnight + timedelta(minutes=now)

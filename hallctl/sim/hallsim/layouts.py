@@ -16,7 +16,7 @@ import dataclasses
 from typing import Callable
 
 from hallctl.central.model import ALL_QUEUES, HallSpec, QueueSpec, WindowSpec
-from hallctl.sim.hallsim.scenario import Scenario
+from hallctl.sim.hallsim.scenario import DAY_RESET_HOUR, Scenario
 
 LAYOUTS: tuple[str, ...] = ("ded29", "u24", "1x", "prim24", "chain2", "chain3")
 #: layouts an M/G/c network of ciw can express too
@@ -70,4 +70,5 @@ def build_hall(
     extra: dict[str, object] = {}
     if policy is not None and "policy" in {f.name for f in dataclasses.fields(HallSpec)}:
         extra["policy"] = policy
-    return HallSpec(hall_id=f"sim-{layout}", queues=queues, windows=windows, **extra)  # type: ignore[arg-type]
+    return HallSpec(hall_id=f"sim-{layout}", queues=queues, windows=windows,  # type: ignore[arg-type]
+                    day_reset_hour=DAY_RESET_HOUR, **extra)

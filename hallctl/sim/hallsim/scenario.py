@@ -139,6 +139,14 @@ class Arrival:
         return min(max(s, math.ceil(a / grid) * grid), b - grid)
 
 
+#: a simulated business day begins at 04:00, so a day whose last services run past midnight
+#: stays one business day for the core (a real hall sets its own day_reset_hour the same way)
+DAY_RESET_HOUR = 4
+#: no service lasts longer than a clerk's working day; the lognormal's far tail (about 2 in
+#: 100,000 tickets over 7 hours at a 20-minute mean) is cut here, without changing the draws
+MAX_SERVICE_MIN = 480.0
+
+
 def lognormal_params(mean: float, cv: float) -> tuple[float, float]:
     """(mu, sigma) of the normal whose exponential has this mean and coefficient of variation."""
     sigma2 = math.log(1.0 + cv * cv)
@@ -173,7 +181,7 @@ def generate_day(scenario: Scenario, seed: int | str, day: int) -> list[Arrival]
                 Arrival(
                     t=t,
                     queue=q,
-                    service=rng.lognormvariate(mu, sigma),
+                    service=min(rng.lognormvariate(mu, sigma), MAX_SERVICE_MIN),
                     u_class=rng.random(),
                     slot_offset=rng.uniform(lo, hi),
                     patience=rng.expovariate(1.0),
