@@ -95,6 +95,7 @@ class WindowRuntime:
     state: str = "closed"
     ticket: str | None = None
     since: float | None = None
+    clerk: str | None = None  # the clerk signed in (window.open {clerk}); None after close
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,15 @@ def _window_arg(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
     if window not in hall.windows:
         raise NotFound(f"window: no window {window!r} in hall {hall.hall_id}", field="window")
     return {"window": window}
+
+
+def _open_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``window.open {window, clerk?}``: the clerk (staff number) signs in at the window."""
+    clerk = data.get("clerk") if isinstance(data, Mapping) else None
+    args = _window_arg(hall, {k: v for k, v in data.items() if k != "clerk"} if isinstance(data, Mapping) else data)
+    if clerk is not None and (not isinstance(clerk, str) or not ID_RE.match(clerk)):
+        raise BadRequest("clerk: must match [a-z0-9-]{1,64} (a staff number)", field="clerk")
+    return {**args, "clerk": clerk}
 
 
 def _issue_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -289,7 +299,7 @@ class Central:
         "window.complete": (_window_arg, "_cmd_complete"),
         "window.no_show": (_window_arg, "_cmd_no_show"),
         "window.transfer": (_transfer_args, "_cmd_transfer"),
-        "window.open": (_window_arg, "_cmd_open"),
+        "window.open": (_open_args, "_cmd_open"),
         "window.pause": (_window_arg, "_cmd_pause"),
         "window.close": (_window_arg, "_cmd_close"),
         "queue.status": (_no_args, "_cmd_status"),
@@ -429,6 +439,7 @@ class Central:
             "priority": t.priority,
             "slot": t.slot,
             "first_window": t.first_window,
+            **({"first_clerk": t.first_clerk} if t.first_clerk else {}),
         }
 
     @staticmethod
@@ -589,6 +600,8 @@ class Central:
         if ticket_id is not None:
             t = state.tickets[ticket_id]
             called = {**self._ref(t, window), "window_name": self._window_name(window)}
+            if live.clerk is not None:
+                called["clerk"] = live.clerk
             batch.emit("ticket.called", called)
             result["ticket"] = self.ticket_view(state.tickets[ticket_id])
         if passed is not None:
@@ -631,7 +644,12 @@ class Central:
         batch.emit("ticket.transferred", {**self._ref(t, window), "queue": queue, "from_queue": t.queue})
         return self._waiting_reply(state, state.tickets[t.id], batch.epoch)
 
-    def _cmd_open(self, state: HallState, batch: _Batch, *, window: str) -> dict[str, Any]:
+    def _cmd_open(self, state: HallState, batch: _Batch, *, window: str, clerk: str | None) -> dict[str, Any]:
+        live = state.windows[window]
+        if clerk is not None and (live.state != "open" or live.clerk != clerk):
+            # a sign-in, or another clerk taking over the open window
+            batch.emit("window.opened", {"window": window, "clerk": clerk})
+            return {"window": self._window_state(state, window)}
         return self._set_window(state, batch, window, "open", "window.opened")
 
     def _cmd_pause(self, state: HallState, batch: _Batch, *, window: str) -> dict[str, Any]:
@@ -710,6 +728,7 @@ class Central:
             "name": spec.name,
             "state": live.state,
             "ticket": ticket,
+            **({"clerk": live.clerk} if live.clerk else {}),
         }
 
     def _waiting_counts(self, state: HallState) -> dict[str, int]:
@@ -846,7 +865,8 @@ class Central:
         window = d["window"]
         state.lines.remove(t.id)
         state.tickets[t.id] = t.evolve(
-            status="called", window=window, called_at=event.ts, first_window=t.first_window or window
+            status="called", window=window, called_at=event.ts, first_window=t.first_window or window,
+            first_clerk=t.first_clerk or d.get("clerk"),
         )
         live = state.windows.setdefault(window, WindowRuntime())
         live.ticket, live.since = t.id, self._ts_epoch(event.ts)
@@ -891,7 +911,12 @@ class Central:
     def _on_window(self, state: HallState, event: Event) -> None:
         target = _WINDOW_STATE_AFTER[event.type]
         window = event.data["window"]
-        state.windows.setdefault(window, WindowRuntime()).state = target
+        live = state.windows.setdefault(window, WindowRuntime())
+        live.state = target
+        if event.type == "window.opened" and "clerk" in event.data:
+            live.clerk = event.data["clerk"]
+        elif event.type == "window.closed":
+            live.clerk = None  # closing the window signs the clerk out
         spec = self._hall.windows.get(window)
         if spec is None:  # a window since removed from the config
             return

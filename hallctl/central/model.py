@@ -256,6 +256,8 @@ class Ticket:
     priority: str = "walkin"
     slot: str | None = None
     first_window: str | None = None
+    #: the clerk signed in at that window when it first called the ticket (首问首办责任制)
+    first_clerk: str | None = None
     seq: int = 0
 
     def evolve(self, **changes: Any) -> "Ticket":

@@ -78,7 +78,11 @@ class Clerk:
         return res.get("data") or {}
 
     async def run(self) -> None:
-        await self._do("window.open")  # the clerk signs in: windows start the day closed
+        # the clerk signs in with a (synthetic) staff number: windows start the day closed
+        res = await self.requester.call(self.topics.central_req(self.requester.client_id, "window.open"),
+                                        {"window": self.window, "clerk": f"s{1000 + int(self.window)}"})
+        if res.get("status") != "ok":
+            self.stats.errors.append(f"window.open at {self.window}: {res.get('error')}")
         while True:
             data = await self._do("window.call_next")
             ticket = data.get("ticket")
