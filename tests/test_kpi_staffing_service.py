@@ -78,3 +78,14 @@ async def test_staffing_advice_is_published_retained(mosquitto, tmp_path):
     finally:
         await svc.stop()
         await cancel_and_wait(task)
+
+
+def test_kpi_summary_refuses_a_day_that_is_not_a_date(tmp_path):
+    svc = CentralService(hall_spec(), str(tmp_path / "c.db"), MqttSettings())
+    for bad in ("x", "2026-13-01", 20261109, "2026-11-9"):
+        res = svc.respond("office", "kpi.summary", _req(f"bad-{bad}", {"day": bad}))
+        assert res["status"] == "error" and res["error"]["code"] == "bad_request", res
+    ok = svc.respond("office", "kpi.summary", _req("good", {"day": "2026-11-09"}))
+    assert ok["status"] == "ok" and ok["data"]["day"] == "2026-11-09"
+    svc.store.close()
+    svc.outbox.close()

@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
@@ -96,8 +96,8 @@ class CentralService:
     def _query(self, action: str, data: dict[str, Any]) -> dict[str, Any]:
         if action == "kpi.summary":
             day = data.get("day")
-            if day is not None and not isinstance(day, str):
-                raise BadRequest("day: must be YYYY-MM-DD", field="day")
+            if day is not None and not _is_iso_date(day):
+                raise BadRequest("day: must be a date YYYY-MM-DD", field="day")
             return self.kpis.summary(day)
         return self.staffing_advice()
 
@@ -182,6 +182,9 @@ class CentralService:
                 return messages.response_ok(request.request_id, self._query(action, request.data))
             except HallctlError as exc:
                 return messages.response_error(request.request_id, exc)
+            except Exception:  # noqa: BLE001 - every request is answered
+                log.exception("central failed on %s", action)
+                return messages.response_error(request.request_id, HallctlError("internal error; see central's log"))
         key = f"{client}:{request.request_id}"
         stored = self.store.response_for(key)
         if stored is not None:
@@ -270,6 +273,16 @@ class CentralService:
         if missing:
             log.warning("queueing %d stored events that never reached the outbox", len(missing))
             self._queue_events(missing)
+
+
+def _is_iso_date(value: object) -> bool:
+    if not isinstance(value, str) or len(value) != 10:
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def central_from_config(cfg: CentralConfig) -> CentralService:
