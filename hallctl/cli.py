@@ -67,14 +67,33 @@ def _dump_tasks() -> None:
     sys.stderr.flush()
 
 
-async def _serve(run: Callable[[], Awaitable[Any]], stop: Callable[[], Awaitable[Any]]) -> None:
-    """Run until SIGTERM/SIGINT, then stop cleanly (final status published, clean DISCONNECT)."""
+async def _serve(
+    run: Callable[[], Awaitable[Any]],
+    stop: Callable[[], Awaitable[Any]],
+    reload: Callable[[], Awaitable[Any]] | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT, then stop cleanly (final status published, clean DISCONNECT).
+    SIGHUP runs ``reload`` (one at a time) when given."""
     loop = asyncio.get_running_loop()
     task = asyncio.create_task(run())
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)  # for a technician: what is it waiting on?
+    if reload is not None:
+        lock = asyncio.Lock()
+        reloads: set[asyncio.Task[Any]] = set()
+
+        async def one_reload() -> None:
+            async with lock:
+                await reload()
+
+        def on_hup() -> None:
+            t = asyncio.create_task(one_reload())
+            reloads.add(t)
+            t.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
     waiter = asyncio.create_task(stopping.wait())
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
     if task.done():
@@ -100,14 +119,33 @@ def _run_node(args: argparse.Namespace) -> int:
 
 
 def _run_central(args: argparse.Namespace) -> int:
+    from hallctl.central.hallconfig import hall_from_config
     from hallctl.central.service import central_from_config
     from hallctl.config import load_central_config
+    from hallctl.errors import ConfigError
 
     cfg = load_central_config(args.config)
+    log = logging.getLogger("hallctl.central")
 
     async def main() -> None:
         service = central_from_config(cfg)
-        await _serve(service.run, service.stop)
+
+        async def reload() -> None:
+            """SIGHUP: the hall's queues, windows, matters, hours and policy from the file again.
+            A bad file or a refused change is logged and the hall runs on as it was."""
+            try:
+                new = load_central_config(args.config)
+                await service.reload(hall_from_config(new))
+            except ConfigError as exc:
+                log.error("config reload failed; running on the previous config: %s", exc.message)
+                return
+            except Exception:  # noqa: BLE001 - a reload must never stop the hall
+                log.exception("config reload failed; running on the previous config")
+                return
+            if (new.mqtt, new.store, new.id) != (cfg.mqtt, cfg.store, cfg.id):
+                log.warning("config reload: [central] id, [mqtt] and [store] take effect at the next restart")
+
+        await _serve(service.run, service.stop, reload)
 
     asyncio.run(main())
     return 0

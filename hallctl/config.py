@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from hallctl.central.model import POLICY_NAMES, WINDOW_KINDS
+from hallctl.central.hours import OpeningHours
+from hallctl.central.model import POLICY_NAMES, PRIORITIES, WINDOW_KINDS
 from hallctl.errors import ConfigError
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "NodeConfig",
     "HallSettings",
     "QueueConfig",
+    "DepartmentConfig",
+    "MatterConfig",
     "WindowConfig",
     "CentralConfig",
     "load_node_config",
@@ -39,7 +42,7 @@ __all__ = [
 #: ids that appear in MQTT topics: hall, node, device, queue, window
 ID_PATTERN = re.compile(r"[a-z0-9-]+")
 #: ticket prefixes: the letters printed and spoken before the number ("A012")
-PREFIX_PATTERN = re.compile(r"[A-Z0-9]{1,4}")
+PREFIX_PATTERN = re.compile(r"[A-Z]{1,3}")
 DEFAULT_STATE_DIR = Path("/var/lib/hallctl")
 
 
@@ -103,6 +106,10 @@ class HallSettings:
     max_wait_boost_s: float = 1200.0
     #: call_next marks a ticket recalled to the limit as no-show and calls the next one
     auto_no_show: bool = False
+    #: when tickets are issued (periods, weekdays, holidays, make-up days); None: always
+    hours: OpeningHours | None = None
+    #: ticket class -> its own prefix ({green = "L"}: green-channel tickets L001, L002, ...)
+    class_prefix: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,23 @@ class QueueConfig:
     name: str
     #: expected service time until central has learned it from the day's services
     expected_service_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class DepartmentConfig:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class MatterConfig:
+    id: str
+    name: str
+    #: the queue (section) whose windows serve it
+    queue: str
+    department: str | None = None
+    #: prior service time; None: the queue's
+    expected_service_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +162,8 @@ class CentralConfig:
     queues: tuple[QueueConfig, ...]
     windows: tuple[WindowConfig, ...]
     file: str | None = None
+    departments: tuple[DepartmentConfig, ...] = ()
+    matters: tuple[MatterConfig, ...] = ()
 
 
 # -- field specs ---------------------------------------------------------------------------
@@ -187,7 +213,7 @@ def _tz(value: str) -> str | None:
 def _prefix(value: str) -> str | None:
     if PREFIX_PATTERN.fullmatch(value):
         return None
-    return f"invalid ticket prefix {value!r}: 1 to 4 upper-case letters or digits"
+    return f"invalid ticket prefix {value!r}: 1 to 3 upper-case letters (A, B, GA)"
 
 
 _MQTT_FIELDS = (
@@ -217,6 +243,20 @@ _HALL_FIELDS = (
     _Field("overflow_after_s", float, 300.0, lambda v: None if v >= 0 else "must be >= 0"),
     _Field("max_wait_boost_s", float, 1200.0, lambda v: None if v > 0 else "must be > 0"),
     _Field("auto_no_show", bool, False),
+    _Field("hours", list, None),
+    _Field("weekdays", list, None),
+    _Field("closed_dates", list, None),
+    _Field("open_dates", list, None),
+    _Field("class_prefix", dict, None),
+)
+_HOURS_KEYS = ("hours", "weekdays", "closed_dates", "open_dates")
+_DEPARTMENT_FIELDS = (_Field("id", str, check=_is_id), _Field("name", str, check=_non_empty))
+_MATTER_FIELDS = (
+    _Field("id", str, check=_is_id),
+    _Field("name", str, check=_non_empty),
+    _Field("queue", str, check=_is_id),
+    _Field("department", str, None, _is_id),
+    _Field("expected_service_s", float, None, lambda v: None if v > 0 else "must be > 0"),
 )
 _QUEUE_FIELDS = (
     _Field("id", str, check=_is_id),
@@ -411,13 +451,13 @@ def load_node_config(path: str | Path) -> NodeConfig:
 def parse_central_config(data: Mapping[str, Any], *, file: str | None = None) -> CentralConfig:
     """Validate an already-parsed central config (a dict as ``tomllib`` returns it)."""
     r = _Reader(file)
-    r.top(data, ("central", "mqtt", "store", "hall", "queue", "window"))
+    r.top(data, ("central", "mqtt", "store", "hall", "queue", "window", "department", "matter"))
     if "central" not in data:
         raise r.error("central", "missing required section [central]")
     central = r.table(data["central"], "central", _CENTRAL_FIELDS)
     mqtt = _mqtt(r, data)
     store = r.table(data.get("store", {}), "store", _STORE_FIELDS)
-    hall = HallSettings(**r.table(data.get("hall", {}), "hall", _HALL_FIELDS))
+    hall = _hall_settings(r, r.table(data.get("hall", {}), "hall", _HALL_FIELDS))
 
     queues = []
     raw_queues = r.array_of_tables(data.get("queue"), "queue")
@@ -449,6 +489,28 @@ def parse_central_config(data: Mapping[str, Any], *, file: str | None = None) ->
                                     speed={q: float(f) for q, f in speed.items()}, primary=w["primary"]))
     r.unique([(f"window[{i}].id", w.id) for i, w in enumerate(windows)], "window id")
 
+    departments = [
+        DepartmentConfig(**r.table(raw, f"department[{i}]", _DEPARTMENT_FIELDS))
+        for i, raw in enumerate(r.array_of_tables(data.get("department"), "department"))
+    ]
+    r.unique([(f"department[{i}].id", d.id) for i, d in enumerate(departments)], "department id")
+    department_ids = [d.id for d in departments]
+    matters = []
+    for i, raw in enumerate(r.array_of_tables(data.get("matter"), "matter")):
+        m = r.table(raw, f"matter[{i}]", _MATTER_FIELDS)
+        _known(r, m["queue"], queue_ids, f"matter[{i}].queue", "queue")
+        if m["department"] is not None:
+            _known(r, m["department"], department_ids, f"matter[{i}].department", "department")
+        if m["expected_service_s"] is not None:
+            m["expected_service_s"] = float(m["expected_service_s"])
+        matters.append(MatterConfig(**m))
+    r.unique([(f"matter[{i}].id", m.id) for i, m in enumerate(matters)], "matter id")
+    prefixes = {q.prefix: f"queue {q.id!r}" for q in queues}
+    for cls, prefix in hall.class_prefix.items():
+        if prefix in prefixes:
+            raise r.error(f"hall.class_prefix.{cls}", f"prefix {prefix!r} is already {prefixes[prefix]}'s")
+        prefixes[prefix] = f"class {cls!r}"
+
     return CentralConfig(
         hall=central["hall"],
         id=central["id"],
@@ -458,7 +520,46 @@ def parse_central_config(data: Mapping[str, Any], *, file: str | None = None) ->
         queues=tuple(queues),
         windows=tuple(windows),
         file=file,
+        departments=tuple(departments),
+        matters=tuple(matters),
     )
+
+
+def _hall_settings(r: _Reader, raw: dict[str, Any]) -> HallSettings:
+    """[hall]: the opening hours become one :class:`OpeningHours`; class prefixes are checked."""
+    calendar = {k: raw.pop(k) for k in _HOURS_KEYS}
+    hours = None
+    if calendar["hours"] is not None:
+        try:
+            hours = OpeningHours.parse(
+                calendar["hours"],
+                calendar["weekdays"] if calendar["weekdays"] is not None else range(1, 8),
+                calendar["closed_dates"] or (),
+                calendar["open_dates"] or (),
+            )
+        except ConfigError as exc:
+            raise r.error(f"hall.{exc.key}", exc.problem) from None
+    else:
+        for k in _HOURS_KEYS[1:]:
+            if calendar[k] is not None:
+                raise r.error(f"hall.{k}", "needs hall.hours (the opening periods) too")
+    class_prefix = raw.pop("class_prefix") or {}
+    for cls, prefix in class_prefix.items():
+        if cls not in PRIORITIES:
+            raise r.error(f"hall.class_prefix.{cls}", _unknown(cls, list(PRIORITIES), None, what="class"))
+        if not isinstance(prefix, str):
+            raise r.error(f"hall.class_prefix.{cls}", f"expected string, got {_type_name(prefix)}")
+        if (problem := _prefix(prefix)) is not None:
+            raise r.error(f"hall.class_prefix.{cls}", problem)
+    r.unique([(f"hall.class_prefix.{c}", p) for c, p in class_prefix.items()], "class prefix")
+    return HallSettings(**raw, hours=hours, class_prefix=dict(class_prefix))
+
+
+def _known(r: _Reader, value: str, known: list[str], key: str, what: str) -> None:
+    if value not in known:
+        close = difflib.get_close_matches(value, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else f" (defined: {', '.join(known) or 'none'})"
+        raise r.error(key, f"unknown {what} {value!r}{hint}")
 
 
 def _window_queues(
@@ -475,10 +576,7 @@ def _window_queues(
             if len(raw) > 1:
                 raise r.error(f"{key}[{j}]", '"*" already means every queue; list it alone')
             continue
-        if q not in queue_ids:
-            close = difflib.get_close_matches(q, queue_ids, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else f" (defined: {', '.join(queue_ids)})"
-            raise r.error(f"{key}[{j}]", f"unknown queue {q!r}{hint}")
+        _known(r, q, queue_ids, f"{key}[{j}]", "queue")
     if len(set(raw)) != len(raw):
         raise r.error(key, "lists a queue twice")
     return tuple(raw)

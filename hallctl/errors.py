@@ -21,6 +21,7 @@ CODES: dict[str, str] = {
     "timeout": "the device did not answer in time",
     "config_error": "configuration or firmware profile is invalid",
     "expired": "the request's expires_at had passed when it arrived; it was not executed",
+    "hall_closed": "outside the hall's opening hours no ticket is issued; detail.opens_at says when",
     "internal": "unexpected failure; the daemon logged it and keeps serving",
 }
 
@@ -60,6 +61,12 @@ class NotFound(HallctlError, LookupError):
 
 class Conflict(HallctlError, RuntimeError):
     code = "conflict"
+
+
+class HallClosed(HallctlError, RuntimeError):
+    """A ticket asked for outside the opening hours (or during the lunch break)."""
+
+    code = "hall_closed"
 
 
 class DeviceOffline(HallctlError, ConnectionError):

@@ -55,8 +55,8 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def central(host: str, port: int, tmp: Path, windows: int = 3) -> AsyncIterator[CentralService]:
-    svc = CentralService(hall_spec(windows), str(tmp / "central.db"), MqttSettings(host, port, keepalive=5))
+async def central(host: str, port: int, tmp: Path, windows: int = 3, **kw: Any) -> AsyncIterator[CentralService]:
+    svc = CentralService(hall_spec(windows), str(tmp / "central.db"), MqttSettings(host, port, keepalive=5), **kw)
     run = Running(svc)
     try:
         async with asyncio.timeout(10):

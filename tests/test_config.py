@@ -288,3 +288,52 @@ def test_central_policy_and_window_skills_are_checked(tmp_path):
     windows[3]["speed"] = {"parking": 2.0}
     with pytest.raises(ConfigError, match=r"window\[3\].speed.parking: unknown queue"):
         parse_central_config({**base, "window": windows}, file="central.toml")
+
+
+# -- the hall model: departments, matters, hours, class prefixes ------------------------------
+
+
+def test_central_example_has_departments_matters_and_opening_hours():
+    from hallctl.central.hallconfig import hall_from_config
+
+    cfg = load_central_config(CENTRAL_EXAMPLE)
+    hall = hall_from_config(cfg)
+    assert hall.matters["property-transfer"].queue == "real-estate"
+    assert hall.matters["property-transfer"].department == "natural-resources"
+    assert hall.matter_service_s("invoice") == 300.0
+    assert hall.departments["tax"].name == "税务局"
+    assert hall.hours is not None and hall.hours.describe() == ["08:30-12:00", "13:30-17:00"]
+    assert hall.prefix_for("tax", "green") == "L" and hall.prefix_for("tax", "walkin") == "C"
+
+
+@pytest.mark.parametrize("extra, key, problem", [
+    ('[[matter]]\nid = "m"\nname = "M"\nqueue = "taxes"\n', "matter[0].queue", "did you mean 'tax'"),
+    ('[[matter]]\nid = "m"\nname = "M"\nqueue = "tax"\ndepartment = "police"\n', "matter[0].department",
+     "unknown department 'police'"),
+    ('[[matter]]\nid = "m"\nname = "M"\nqueue = "tax"\nexpected_service_s = 0\n',
+     "matter[0].expected_service_s", "must be > 0"),
+    ('[[matter]]\nid = "m"\nname = "M"\nqueue = "tax"\n[[matter]]\nid = "m"\nname = "N"\nqueue = "tax"\n',
+     "matter[1].id", "duplicate matter id"),
+    ('[[department]]\nid = "Tax"\nname = "税务局"\n', "department[0].id", "invalid id"),
+])
+def test_matter_and_department_errors_name_the_key(tmp_path, extra, key, problem):
+    with pytest.raises(ConfigError) as err:
+        load_central_config(write(tmp_path, CENTRAL + extra, "central.toml"))
+    assert err.value.key == key and problem in err.value.problem
+
+
+@pytest.mark.parametrize("hall, key, problem", [
+    ('hours = ["8:30-12:00"]', "hall.hours[0]", "HH:MM-HH:MM"),
+    ('hours = ["08:30-12:00", "11:30-13:00"]', "hall.hours", "overlap"),
+    ('hours = ["08:30-12:00"]\nweekdays = [1, 8]', "hall.weekdays", "ISO weekdays"),
+    ('hours = ["08:30-12:00"]\nclosed_dates = ["2026-13-01"]', "hall.closed_dates[0]", "YYYY-MM-DD"),
+    ('weekdays = [1, 2]', "hall.weekdays", "needs hall.hours"),
+    ('class_prefix = { green = "A" }', "hall.class_prefix.green", "already queue 'general'"),
+    ('class_prefix = { vip = "V" }', "hall.class_prefix.vip", "unknown class"),
+    ('class_prefix = { green = "L1" }', "hall.class_prefix.green", "invalid ticket prefix"),
+])
+def test_hall_hours_and_class_prefix_errors_name_the_key(tmp_path, hall, key, problem):
+    text = CENTRAL.replace('hall = "demo-hall"\n', f'hall = "demo-hall"\n\n[hall]\n{hall}\n', 1)
+    with pytest.raises(ConfigError) as err:
+        load_central_config(write(tmp_path, text, "central.toml"))
+    assert err.value.key == key and problem in err.value.problem, err.value.message

@@ -4,6 +4,7 @@ Layout (``docs/topics.md`` is the human contract; keep the two in step)::
 
     hallctl/v1/<hall>/central/status                       retained, will
     hallctl/v1/<hall>/central/staffing                      retained: windows advised per half hour
+    hallctl/v1/<hall>/central/kpi                           retained: today's KPIs, refreshed
     hallctl/v1/<hall>/central/req/<client>/<action>         requests to central (QoS 1)
     hallctl/v1/<hall>/central/res/<client>                  responses to that client (QoS 1)
     hallctl/v1/<hall>/event/<type>                          queue events (QoS 1, not retained)
@@ -70,6 +71,10 @@ class Topics:
     @property
     def central_staffing(self) -> str:
         return f"{self.base}/central/staffing"
+
+    @property
+    def central_kpi(self) -> str:
+        return f"{self.base}/central/kpi"
 
     @property
     def central_req_filter(self) -> str:
@@ -142,6 +147,7 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
     for k, v in {
         "central_status": "central/status",
         "central_staffing": "central/staffing",
+        "central_kpi": "central/kpi",
         "central_req": f"central/req/{_SEG}/{_SEG}",
         "central_res": f"central/res/{_SEG}",
         "event": f"event/{_SEG}",
@@ -158,6 +164,7 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
 _FIELDS: dict[str, tuple[str, ...]] = {
     "central_status": (),
     "central_staffing": (),
+    "central_kpi": (),
     "central_req": ("client", "name"),
     "central_res": ("client",),
     "event": ("name",),

@@ -42,11 +42,10 @@ from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
+from hallctl.central import args
 from hallctl.central.model import (
     AT_WINDOW,
     DEFAULT_SERVICE_S,
-    ID_RE,
-    PHONE_RE,
     PRIORITIES,
     Event,
     HallSpec,
@@ -56,14 +55,12 @@ from hallctl.central.model import (
     mask_phone,
 )
 from hallctl.central.policies import Policy, make_policy
-from hallctl.errors import BadRequest, Conflict, HallctlError, NotFound, UnknownCommand
+from hallctl.errors import BadRequest, Conflict, HallClosed, HallctlError, NotFound, UnknownCommand
 
 #: schema version of every public document this module renders
 SCHEMA_V = 1
 #: a ticket number: prefix letters then digits ("A001"; "A1000" after 999 in one day)
 NUMBER_RE = re.compile(r"^([A-Z]+)([0-9]+)$")
-#: a birth date as read from an ID card
-BIRTH_DATE_RE = re.compile(r"^[0-9]{8}$")
 #: the learned service time is an exponentially weighted mean with this weight at least, so it
 #: follows roughly the last 20 services of a queue (docs/assignment.md, "Wait prediction")
 SERVICE_WEIGHT = 1 / 20
@@ -123,126 +120,15 @@ class HallState:
     #: kept across days (it is learned from the whole event log)
     service: dict[str, float] = field(default_factory=dict)
     service_n: dict[str, int] = field(default_factory=dict)  # queue -> services learned from
+    #: matter -> learned mean service time, starting at the matter's prior; and its sample count
+    matter_service: dict[str, float] = field(default_factory=dict)
+    matter_n: dict[str, int] = field(default_factory=dict)
 
     @property
     def waiting(self) -> dict[str, list[tuple[int, str]]]:
         """queue -> [(issue seq, ticket id), ...] in arrival order; queues with nobody waiting are
         left out. A copy, for diagnostics and tests; policies read :attr:`lines`."""
         return {q: [(w.seq, w.ticket) for w in ql.all] for q, ql in self.lines.by_queue.items()}
-
-
-# ---------------------------------------------------------------------------------------------
-# request validation (pure; depends on the HallSpec only)
-
-
-def _check_fields(data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-    if not isinstance(data, Mapping):
-        raise BadRequest("data must be a JSON object")
-    for key in data:
-        if key not in allowed:
-            known = ", ".join(allowed) or "none"
-            raise BadRequest(f"{key}: unknown field (allowed: {known})", field=str(key))
-
-
-def _string(data: Mapping[str, Any], name: str, *, required: bool) -> str | None:
-    value = data.get(name)
-    if value is None:
-        if required:
-            raise BadRequest(f"{name}: required", field=name)
-        return None
-    if not isinstance(value, str) or not value:
-        raise BadRequest(f"{name}: must be a non-empty string", field=name)
-    return value
-
-
-def _window_arg(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
-    _check_fields(data, ("window",))
-    window = _string(data, "window", required=True)
-    if window not in hall.windows:
-        raise NotFound(f"window: no window {window!r} in hall {hall.hall_id}", field="window")
-    return {"window": window}
-
-
-def _open_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
-    """``window.open {window, clerk?}``: the clerk (staff number) signs in at the window."""
-    clerk = data.get("clerk") if isinstance(data, Mapping) else None
-    args = _window_arg(hall, {k: v for k, v in data.items() if k != "clerk"} if isinstance(data, Mapping) else data)
-    if clerk is not None and (not isinstance(clerk, str) or not ID_RE.match(clerk)):
-        raise BadRequest("clerk: must match [a-z0-9-]{1,64} (a staff number)", field="clerk")
-    return {**args, "clerk": clerk}
-
-
-def _issue_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
-    _check_fields(data, ("queue", "phone", "channel", "priority", "slot", "birth_date"))
-    queue = _string(data, "queue", required=True)
-    if queue not in hall.queues:
-        raise NotFound(f"queue: no queue {queue!r} in hall {hall.hall_id}", field="queue")
-    phone = data.get("phone")
-    if phone is not None and (not isinstance(phone, str) or not PHONE_RE.match(phone)):
-        # never echo the value: it is personal data and error messages end up in logs
-        raise BadRequest("phone: must be an 11-digit mainland mobile number (1[3-9]…)", field="phone")
-    channel = _string(data, "channel", required=False) or "kiosk"
-    if not ID_RE.match(channel):
-        raise BadRequest("channel: must match [a-z0-9-]{1,64}", field="channel")
-    priority = _string(data, "priority", required=False) or "walkin"
-    if priority not in PRIORITIES:
-        raise BadRequest(f"priority: must be one of {', '.join(PRIORITIES)}", field="priority")
-    slot = _slot(data.get("slot"), priority)
-    birth = data.get("birth_date")
-    born: date | None = None
-    if birth is not None:
-        # never echo the value: it is personal data (ID card)
-        if isinstance(birth, str) and BIRTH_DATE_RE.match(birth):
-            try:
-                born = date(int(birth[:4]), int(birth[4:6]), int(birth[6:]))
-            except ValueError:
-                born = None
-        if born is None:
-            raise BadRequest("birth_date: must be a date YYYYMMDD", field="birth_date")
-    return {
-        "queue": queue,
-        "phone": phone,
-        "channel": channel,
-        "priority": priority,
-        "slot": slot,
-        "born": born,
-    }
-
-
-def _slot(value: Any, priority: str) -> datetime | None:
-    if priority != "appointment":
-        if value is not None:
-            raise BadRequest("slot: only an appointment has a slot", field="slot")
-        return None
-    if value is None:
-        raise BadRequest("slot: required for an appointment", field="slot")
-    try:
-        if not isinstance(value, str):
-            raise ValueError
-        slot = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadRequest(
-            "slot: must be ISO 8601 with an offset (2024-05-06T10:30:00+08:00)", field="slot"
-        ) from None
-    if slot.tzinfo is None or slot.utcoffset() is None:
-        raise BadRequest("slot: needs a UTC offset (2024-05-06T10:30:00+08:00)", field="slot")
-    return slot
-
-
-def _transfer_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
-    _check_fields(data, ("window", "queue"))
-    window = _string(data, "window", required=True)
-    if window not in hall.windows:
-        raise NotFound(f"window: no window {window!r} in hall {hall.hall_id}", field="window")
-    queue = _string(data, "queue", required=True)
-    if queue not in hall.queues:
-        raise NotFound(f"queue: no queue {queue!r} in hall {hall.hall_id}", field="queue")
-    return {"window": window, "queue": queue}
-
-
-def _age(born: date, on: date) -> int:
-    """Whole years from ``born`` to ``on`` (someone born on 29 Feb turns a year older on 1 Mar)."""
-    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
 
 
 def _epoch(iso: str) -> float:
@@ -259,12 +145,7 @@ def _waiting_entry(t: Ticket) -> Waiting:
     issued = _epoch(t.issued_at)
     slot = _epoch(t.slot) if t.slot is not None else None
     since = issued if slot is None else max(issued, slot)
-    return Waiting(t.seq, t.id, t.queue, t.priority, since, slot)
-
-
-def _no_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
-    _check_fields(data, ())
-    return {}
+    return Waiting(t.seq, t.id, t.queue, t.priority, since, slot, t.matter)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,21 +171,22 @@ class _Batch:
 class Central:
     """The hall's queue engine. Not thread-safe: one caller at a time (the central's shell)."""
 
-    #: action -> (argument parser, command method name); queue.status is the only read-only one
+    #: action -> (argument parser, command method name); the READ_ONLY ones emit no events
     _COMMANDS: dict[str, tuple[Callable[[HallSpec, Mapping[str, Any]], dict[str, Any]], str]] = {
-        "ticket.issue": (_issue_args, "_cmd_issue"),
-        "window.call_next": (_window_arg, "_cmd_call_next"),
-        "window.recall": (_window_arg, "_cmd_recall"),
-        "window.start": (_window_arg, "_cmd_start"),
-        "window.complete": (_window_arg, "_cmd_complete"),
-        "window.no_show": (_window_arg, "_cmd_no_show"),
-        "window.transfer": (_transfer_args, "_cmd_transfer"),
-        "window.open": (_open_args, "_cmd_open"),
-        "window.pause": (_window_arg, "_cmd_pause"),
-        "window.close": (_window_arg, "_cmd_close"),
-        "queue.status": (_no_args, "_cmd_status"),
+        "ticket.issue": (args.issue_args, "_cmd_issue"),
+        "window.call_next": (args.window_arg, "_cmd_call_next"),
+        "window.recall": (args.window_arg, "_cmd_recall"),
+        "window.start": (args.window_arg, "_cmd_start"),
+        "window.complete": (args.window_arg, "_cmd_complete"),
+        "window.no_show": (args.window_arg, "_cmd_no_show"),
+        "window.transfer": (args.transfer_args, "_cmd_transfer"),
+        "window.open": (args.open_args, "_cmd_open"),
+        "window.pause": (args.window_arg, "_cmd_pause"),
+        "window.close": (args.window_arg, "_cmd_close"),
+        "queue.status": (args.no_args, "_cmd_status"),
+        "ticket.status": (args.ticket_arg, "_cmd_ticket_status"),
     }
-    READ_ONLY = frozenset({"queue.status"})
+    READ_ONLY = frozenset({"queue.status", "ticket.status"})
     ACTIONS: tuple[str, ...] = tuple(_COMMANDS)
 
     def __init__(
@@ -419,8 +301,10 @@ class Central:
             "predicted_wait_min": self._walkin_waits(state, now),
         }
 
-    def queue_status(self) -> dict[str, Any]:
-        return self._status(self._state)
+    def queue_status(self, now: datetime | None = None) -> dict[str, Any]:
+        """The ``queue.status`` document as of ``now`` (default: the last event's time, so that
+        it follows from the state alone)."""
+        return self._status(self._state, now or self._last_time(self._state))
 
     @staticmethod
     def ticket_view(t: Ticket) -> dict[str, Any]:
@@ -440,6 +324,7 @@ class Central:
             "slot": t.slot,
             "first_window": t.first_window,
             **({"first_clerk": t.first_clerk} if t.first_clerk else {}),
+            **({"matter": t.matter} if t.matter else {}),
         }
 
     @staticmethod
@@ -535,24 +420,34 @@ class Central:
         batch: _Batch,
         *,
         queue: str,
+        matter: str | None,
         phone: str | None,
         channel: str,
         priority: str,
         slot: datetime | None,
         born: date | None,
     ) -> dict[str, Any]:
+        hours = self._hall.hours
+        if hours is not None and not hours.is_open(batch.local):
+            opens = hours.next_open(batch.local)
+            raise HallClosed(
+                "the hall is closed now; no ticket issued"
+                + (f" (opens {opens.isoformat(timespec='minutes')})" if opens else ""),
+                opens_at=opens.isoformat(timespec="seconds") if opens else None,
+                hours=hours.describe(),
+            )
         today = batch.local.date()
         if born is not None:
             if born > today:
                 raise BadRequest("birth_date: must be a date YYYYMMDD", field="birth_date")
-            if _age(born, today) >= self._hall.elderly_age:
+            if args.age(born, today) >= self._hall.elderly_age:
                 priority, slot = "green", None  # green channel outranks an appointment
         slot_text = None
         if slot is not None:
             if self._hall.business_day(slot) != state.day:
                 raise BadRequest(f"slot: must be on the business day {state.day}", field="slot")
             slot_text = self._hall.local(slot).isoformat(timespec="seconds")
-        prefix = self._hall.queues[queue].prefix
+        prefix = self._hall.prefix_for(queue, priority)
         number = f"{prefix}{state.counters.get(prefix, 0) + 1:03d}"
         data: dict[str, Any] = {
             "ticket": f"{state.day}-{number}",
@@ -560,6 +455,8 @@ class Central:
             "queue": queue,
             "channel": channel,
         }
+        if matter is not None:
+            data.update(self._matter_fields(matter))
         if phone is not None:
             data["phone"] = phone
         if priority != "walkin":
@@ -638,10 +535,13 @@ class Central:
         return {"ticket": self.ticket_view(state.tickets[t.id])}
 
     def _cmd_transfer(
-        self, state: HallState, batch: _Batch, *, window: str, queue: str
+        self, state: HallState, batch: _Batch, *, window: str, queue: str, matter: str | None
     ) -> dict[str, Any]:
         t = self._current(state, window, "called", "serving", action="transfer")
-        batch.emit("ticket.transferred", {**self._ref(t, window), "queue": queue, "from_queue": t.queue})
+        data = {**self._ref(t, window), "queue": queue, "from_queue": t.queue}
+        if matter is not None:
+            data.update(self._matter_fields(matter))
+        batch.emit("ticket.transferred", data)
         return self._waiting_reply(state, state.tickets[t.id], batch.epoch)
 
     def _cmd_open(self, state: HallState, batch: _Batch, *, window: str, clerk: str | None) -> dict[str, Any]:
@@ -661,7 +561,15 @@ class Central:
         return self._set_window(state, batch, window, "closed", "window.closed")
 
     def _cmd_status(self, state: HallState, batch: _Batch | None) -> dict[str, Any]:
-        return self._status(state)
+        return self._status(state, self._clock())
+
+    def _cmd_ticket_status(self, state: HallState, batch: _Batch | None, *, ref: str) -> dict[str, Any]:
+        """Where a ticket stands now: for the kiosk's "查询" button and the SMS reminders."""
+        ticket = state.tickets.get(ref) or state.tickets.get(f"{state.day}-{ref}")
+        if ticket is None:
+            raise NotFound(f"ticket: no ticket {ref!r} today ({state.day})", field="ticket")
+        now = self._clock().timestamp()
+        return self._waiting_reply(state, ticket, now)
 
     # -- command helpers ----------------------------------------------------------------------
 
@@ -694,6 +602,12 @@ class Central:
                 ticket=t.number,
             )
         return t
+
+    def _matter_fields(self, matter: str) -> dict[str, str]:
+        """``matter`` and, when it has one, its department as of now (events are facts: a later
+        config change does not rewrite which department handled a ticket)."""
+        department = self._hall.matters[matter].department
+        return {"matter": matter, **({"department": department} if department else {})}
 
     @staticmethod
     def _ref(t: Ticket, window: str) -> dict[str, Any]:
@@ -734,13 +648,32 @@ class Central:
     def _waiting_counts(self, state: HallState) -> dict[str, int]:
         return {q: state.lines.count(q) for q in self._hall.queues}
 
-    def _status(self, state: HallState) -> dict[str, Any]:
+    def _last_time(self, state: HallState) -> datetime | None:
+        return datetime.fromisoformat(state.last_ts) if state.last_ts else None
+
+    def _status(self, state: HallState, now: datetime | None) -> dict[str, Any]:
         windows = {}
         for w in self._hall.windows:
             doc = self._window_state(state, w)
             del doc["v"]
             windows[w] = doc
-        return {"day": state.day, "waiting": self._waiting_counts(state), "windows": windows}
+        out: dict[str, Any] = {
+            "day": state.day,
+            "waiting": self._waiting_counts(state),
+            "predicted_wait_min": self._walkin_waits(state, now.timestamp()) if now else {},
+            "windows": windows,
+        }
+        hours = self._hall.hours
+        if hours is not None and now is not None:
+            local = self._hall.local(now)
+            opens, closes = hours.next_open(local), hours.closes_at(local)
+            out["hours"] = {
+                "open": closes is not None,
+                "periods": hours.describe(),
+                "closes_at": closes.isoformat(timespec="seconds") if closes else None,
+                "opens_at": opens.isoformat(timespec="seconds") if opens else None,
+            }
+        return out
 
     @staticmethod
     def _ahead(state: HallState, ticket_id: str) -> int | None:
@@ -759,7 +692,7 @@ class Central:
         capacity = 0.0
         rate = 0.0  # completions per second of the busy capable windows
         free = False
-        service, windows, tickets = state.service, state.windows, state.tickets
+        windows, tickets = state.windows, state.tickets
         for w, speed in self._capable.get(entry.queue, ()):
             live = windows.get(w)
             if live is None or live.state != "open":
@@ -768,11 +701,10 @@ class Central:
             if live.ticket is None:
                 free = True
             elif not free:  # the rate only matters while no capable window is free
-                t = tickets.get(live.ticket)
-                rate += speed / service.get(t.queue if t else "", DEFAULT_SERVICE_S)
+                rate += speed / self._ticket_service(state, tickets.get(live.ticket))
         if capacity <= 0:
             return None
-        wait = self._policy.work_ahead(state.lines, entry, now, service) / capacity
+        wait = self._policy.work_ahead(state.lines, entry, now, _MixService(self, state)) / capacity
         if not free and rate > 0:
             wait += 1.0 / rate
         return wait
@@ -794,18 +726,31 @@ class Central:
             self._ts_cache = (ts, epoch)
         return epoch
 
-    def _learn_service(self, state: HallState, queue: str, window: str, seconds: float) -> None:
-        """Fold one observed service into the queue's mean (at speed 1.0)."""
+    def _learn_service(self, state: HallState, t: Ticket, window: str, seconds: float) -> None:
+        """Fold one observed service into its queue's mean and its matter's (at speed 1.0)."""
+        queue = t.queue
         spec = self._hall.windows.get(window)
         work = seconds * (spec.speed_for(queue) if spec is not None else 1.0)
-        n = state.service_n.get(queue, 0)
-        old = state.service.get(queue)
-        if old is None:
-            q = self._hall.queues.get(queue)
-            old = q.expected_service_s if q is not None else DEFAULT_SERVICE_S
-        weight = max(1.0 / (n + 1 + PRIOR_SAMPLES), SERVICE_WEIGHT)
-        state.service[queue] = old + weight * (work - old)
-        state.service_n[queue] = n + 1
+        q = self._hall.queues.get(queue)
+        prior = q.expected_service_s if q is not None else DEFAULT_SERVICE_S
+        _ewma(state.service, state.service_n, queue, work, prior)
+        if t.matter is not None:
+            prior = self._hall.matter_service_s(t.matter) or state.service[queue]
+            _ewma(state.matter_service, state.matter_n, t.matter, work, prior)
+
+    def _matter_estimate(self, state: HallState, matter: str, queue: str) -> float:
+        learned = state.matter_service.get(matter)
+        if learned is not None:
+            return learned
+        return self._hall.matter_service_s(matter) or state.service.get(queue, DEFAULT_SERVICE_S)
+
+    def _ticket_service(self, state: HallState, t: Ticket | None) -> float:
+        """Expected service seconds (speed 1.0) of one ticket: its matter's, else its queue's."""
+        if t is None:
+            return DEFAULT_SERVICE_S
+        if t.matter is not None:
+            return self._matter_estimate(state, t.matter, t.queue)
+        return state.service.get(t.queue, DEFAULT_SERVICE_S)
 
     # -- folding events into a state (the only code that changes a HallState) -----------------
 
@@ -851,6 +796,7 @@ class Central:
             priority=d.get("priority", "walkin"),
             slot=d.get("slot"),
             seq=event.seq,
+            matter=d.get("matter"),
         )
         entry = _waiting_entry(t)  # checks the priority and the slot before anything changes
         if t.id in state.tickets:
@@ -895,7 +841,7 @@ class Central:
         if status == "done" and live is not None and live.ticket == t.id and live.since is not None:
             seconds = self._ts_epoch(event.ts) - live.since
             if seconds >= 0:  # a clock set back says nothing about the service
-                self._learn_service(state, t.queue, window, seconds)
+                self._learn_service(state, t, window, seconds)
         self._leave_window(state, window, t.id)
 
     def _on_transferred(self, state: HallState, event: Event) -> None:
@@ -903,7 +849,12 @@ class Central:
         t = state.tickets[d["ticket"]]
         if t.status not in AT_WINDOW:
             raise ValueError(f"ticket {t.id} is {t.status}, not at a window")
-        moved = t.evolve(status="waiting", queue=d["queue"], window=None, called_at=None, recalls=0)
+        moved = t.evolve(
+            status="waiting", queue=d["queue"], window=None, called_at=None, recalls=0,
+            # a transfer to another section without a matter drops the old one: it was the
+            # matter of the old section
+            matter=d.get("matter"),
+        )
         state.tickets[t.id] = moved
         state.lines.add(_waiting_entry(moved))  # same seq and since: its place in arrival order
         self._leave_window(state, d["window"], t.id)
@@ -959,7 +910,43 @@ def _survivors(state: HallState) -> HallState:
         },
         service=dict(state.service),
         service_n=dict(state.service_n),
+        matter_service=dict(state.matter_service),
+        matter_n=dict(state.matter_n),
     )
+
+
+def _ewma(means: dict[str, float], counts: dict[str, int], key: str, x: float, prior: float) -> None:
+    """Fold ``x`` into ``means[key]`` (starting at ``prior``, which counts as PRIOR_SAMPLES)."""
+    n = counts.get(key, 0)
+    old = means.get(key, prior)
+    weight = max(1.0 / (n + 1 + PRIOR_SAMPLES), SERVICE_WEIGHT)
+    means[key] = old + weight * (x - old)
+    counts[key] = n + 1
+
+
+class _MixService:
+    """queue -> expected service seconds of ITS WAITING tickets, for the policies' work_ahead:
+    the queue's learned mean, or, where waiting tickets name their matters, the mean of those
+    matters' learned times (a line of long matters is slower than one of short ones)."""
+
+    __slots__ = ("_core", "_state")
+
+    def __init__(self, core: "Central", state: HallState) -> None:
+        self._core, self._state = core, state
+
+    def get(self, queue: str, default: float = 0.0) -> float:
+        state = self._state
+        base = state.service.get(queue, default)
+        ql = state.lines.by_queue.get(queue)
+        if ql is None or not ql.matters:
+            return base
+        n = len(ql.all)
+        known = 0
+        total = 0.0
+        for matter, count in ql.matters.items():
+            total += count * self._core._matter_estimate(state, matter, queue)
+            known += count
+        return (total + (n - known) * base) / n
 
 
 def _minutes(seconds: float | None) -> float | None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, Iterable, Mapping
 
 from hallctl.central.model import Event
@@ -75,6 +76,8 @@ class TicketKpi:
     transfers: int = 0
     recalls: int = 0
     waiting_since: float | None = None
+    matter: str | None = None  # the current (last) matter, when the kiosk asked
+    department: str | None = None  # that matter's department at the time
 
     @property
     def total_s(self) -> float | None:
@@ -96,6 +99,8 @@ class TicketKpi:
             "total_s": _r(self.total_s),
             "transfers": self.transfers,
             "recalls": self.recalls,
+            "matter": self.matter,
+            "department": self.department,
         }
 
 
@@ -239,6 +244,8 @@ class Kpis:
             since=since,
             slot=slot,
             waiting_since=since,
+            matter=_opt_str(d.get("matter")),
+            department=_opt_str(d.get("department")),
         )
         return True
 
@@ -306,6 +313,7 @@ class Kpis:
             return False
         tk.status, tk.window, tk.service_from = "waiting", None, None
         tk.queue = str(d.get("queue", tk.queue))
+        tk.matter, tk.department = _opt_str(d.get("matter")), _opt_str(d.get("department"))
         tk.waiting_since = t  # the citizen waits again from now
         tk.transfers += 1
         w.transferred += 1
@@ -412,6 +420,8 @@ class Kpis:
                 }
                 for p, group in _group(tickets, lambda tk: tk.priority).items()
             },
+            "by_matter": _by_attr(tickets, "matter"),
+            "by_department": _by_attr(tickets, "department"),
             "by_window": {wid: _window_view(w, end) for wid, w in sorted(d.windows.items())},
             "by_clerk": {
                 key: {
@@ -469,6 +479,24 @@ _HANDLERS = {
     "window.paused": lambda self, day, t, d: self._window(day, t, d, "paused"),
     "window.closed": lambda self, day, t, d: self._window(day, t, d, "closed"),
 }
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _by_attr(tickets: list[TicketKpi], attr: str) -> dict[str, Any]:
+    """Counts, waits and service times per matter (or department) of the tickets that name one:
+    how long each 事项 really takes, for the hall manager and the matter's prior."""
+    groups = _group([tk for tk in tickets if getattr(tk, attr) is not None], attrgetter(attr))
+    return {
+        key: {
+            **_counts(group),
+            "wait_s": _stats([tk.wait_s for tk in group if tk.first_call is not None]),
+            "service_s": _stats([tk.service_s for tk in group if tk.service_s is not None]),
+        }
+        for key, group in sorted(groups.items())
+    }
 
 
 def _window_view(w: WindowKpi, end: float) -> dict[str, Any]:

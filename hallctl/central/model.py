@@ -21,6 +21,7 @@ from operator import attrgetter
 from typing import Any, Literal, Mapping, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from hallctl.central.hours import OpeningHours
 from hallctl.errors import ConfigError
 
 #: ids that may appear in MQTT topics (topic contract v1)
@@ -77,6 +78,41 @@ class QueueSpec:
                 "must be a positive number of seconds", key=f"queues.{self.id}.expected_service_s"
             )
         object.__setattr__(self, "expected_service_s", float(self.expected_service_s))
+
+
+@dataclass(frozen=True)
+class DepartmentSpec:
+    """A department (部门) whose matters the hall handles: 市场监管, 公安, 税务, ..."""
+
+    id: str
+    name: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not ID_RE.match(self.id):
+            raise ConfigError(f"department id {self.id!r} must match [a-z0-9-]{{1,64}}", key="departments")
+
+
+@dataclass(frozen=True)
+class MatterSpec:
+    """A matter (事项) a citizen comes for: it belongs to a department and is served in one
+    section (a queue: its line and prefix). ``expected_service_s`` is the prior of its learned
+    service time (None: the queue's)."""
+
+    id: str
+    name: str
+    queue: str
+    department: str | None = None
+    expected_service_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not ID_RE.match(self.id):
+            raise ConfigError(f"matter id {self.id!r} must match [a-z0-9-]{{1,64}}", key="matters")
+        if self.expected_service_s is not None:
+            if not _positive(self.expected_service_s):
+                raise ConfigError(
+                    "must be a positive number of seconds", key=f"matters.{self.id}.expected_service_s"
+                )
+            object.__setattr__(self, "expected_service_s", float(self.expected_service_s))
 
 
 @dataclass(frozen=True)
@@ -173,12 +209,24 @@ class HallSpec:
     appointment_grace_s: float = 120.0
     overflow_after_s: float = 300.0
     max_wait_boost_s: float = 1200.0
+    #: matters (事项) by id, each served in one queue; departments they belong to
+    matters: dict[str, MatterSpec] = field(default_factory=dict)
+    departments: dict[str, DepartmentSpec] = field(default_factory=dict)
+    #: ticket class -> prefix numbering that class on its own ("green" -> "L": L001, L002, ...)
+    class_prefix: Mapping[str, str] = field(default_factory=dict, hash=False)
+    #: when tickets may be issued; None: at any time
+    hours: OpeningHours | None = None
     _zone: tzinfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.hall_id, str) or not ID_RE.match(self.hall_id):
             raise ConfigError(f"hall id {self.hall_id!r} must match [a-z0-9-]{{1,64}}", key="hall_id")
-        for kind, table in (("queues", self.queues), ("windows", self.windows)):
+        for kind, table in (
+            ("queues", self.queues),
+            ("windows", self.windows),
+            ("matters", self.matters),
+            ("departments", self.departments),
+        ):
             for key, spec in table.items():
                 if key != spec.id:
                     raise ConfigError(f"key {key!r} differs from its id {spec.id!r}", key=kind)
@@ -191,6 +239,31 @@ class HallSpec:
             for q in window.speed:
                 if q not in self.queues:
                     raise ConfigError(f"unknown queue {q!r}", key=f"windows.{window.id}.speed")
+        for matter in self.matters.values():
+            if matter.queue not in self.queues:
+                raise ConfigError(f"unknown queue {matter.queue!r}", key=f"matters.{matter.id}.queue")
+            if matter.department is not None and matter.department not in self.departments:
+                raise ConfigError(
+                    f"unknown department {matter.department!r}", key=f"matters.{matter.id}.department"
+                )
+        queue_prefixes = {q.prefix: q.id for q in self.queues.values()}
+        if not isinstance(self.class_prefix, Mapping):
+            raise ConfigError("must be a table of class = prefix", key="class_prefix")
+        for cls, prefix in self.class_prefix.items():
+            if cls not in PRIORITIES:
+                raise ConfigError(f"unknown class {cls!r} ({', '.join(PRIORITIES)})", key="class_prefix")
+            if not isinstance(prefix, str) or not PREFIX_RE.match(prefix):
+                raise ConfigError(f"prefix {prefix!r} must be 1-3 capital letters", key=f"class_prefix.{cls}")
+            if prefix in queue_prefixes:
+                raise ConfigError(
+                    f"prefix {prefix!r} is queue {queue_prefixes[prefix]!r}'s; a class needs its own",
+                    key=f"class_prefix.{cls}",
+                )
+        if len(set(self.class_prefix.values())) != len(self.class_prefix):
+            raise ConfigError("two classes share a prefix", key="class_prefix")
+        object.__setattr__(self, "class_prefix", dict(self.class_prefix))
+        if self.hours is not None and not isinstance(self.hours, OpeningHours):
+            raise ConfigError("must be OpeningHours", key="hours")
         if not isinstance(self.board_size, int) or self.board_size < 1:
             raise ConfigError("must be a positive integer", key="board_size")
         if not isinstance(self.day_reset_hour, int) or not 0 <= self.day_reset_hour <= 23:
@@ -230,6 +303,19 @@ class HallSpec:
             raise ValueError("the clock must return timezone-aware datetimes")
         return when.astimezone(self._zone)
 
+    def matter_service_s(self, matter: str) -> float | None:
+        """A matter's prior service time: its own, else its queue's; None for an unknown one."""
+        spec = self.matters.get(matter)
+        if spec is None:
+            return None
+        if spec.expected_service_s is not None:
+            return spec.expected_service_s
+        return self.queues[spec.queue].expected_service_s
+
+    def prefix_for(self, queue: str, priority: str) -> str:
+        """The prefix a new ticket is numbered under: its class's own, else its queue's."""
+        return self.class_prefix.get(priority) or self.queues[queue].prefix
+
     def business_day(self, when: datetime) -> str:
         """The business day ``when`` belongs to, as ``YYYY-MM-DD`` (starts at ``day_reset_hour``)."""
         return (self.local(when) - timedelta(hours=self.day_reset_hour)).date().isoformat()
@@ -259,6 +345,8 @@ class Ticket:
     #: the clerk signed in at that window when it first called the ticket (首问首办责任制)
     first_clerk: str | None = None
     seq: int = 0
+    #: the matter (事项) the citizen came for, when the kiosk asked
+    matter: str | None = None
 
     def evolve(self, **changes: Any) -> "Ticket":
         """A copy with ``changes``: ``dataclasses.replace`` without its cost (~6x faster; a
@@ -322,6 +410,7 @@ class Waiting(NamedTuple):
     #: appointment (one that came early is not "waiting" before its slot)
     since: float
     slot: float | None  #: epoch seconds of an appointment's slot, else None
+    matter: str | None = None  #: its matter, when known (the prediction weighs it)
 
 
 #: longest waiting first: by ``since`` (for an appointment the slot, or arrival if later), then
@@ -341,15 +430,17 @@ class QueueLines:
     """One queue's waiting tickets, each in ``all`` (by seq) and in its class line.
 
     ``green`` and ``ordinary`` (walk-in and online) are by seq; ``appt`` by :data:`BY_SINCE`.
+    ``matters`` counts the waiting tickets that name a matter, per matter.
     """
 
-    __slots__ = ("all", "green", "appt", "ordinary")
+    __slots__ = ("all", "green", "appt", "ordinary", "matters")
 
     def __init__(self) -> None:
         self.all: list[Waiting] = []
         self.green: list[Waiting] = []
         self.appt: list[Waiting] = []
         self.ordinary: list[Waiting] = []
+        self.matters: dict[str, int] = {}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, QueueLines):
@@ -408,6 +499,8 @@ class WaitingLines:
             ql = self.by_queue[entry.queue] = QueueLines()
         self.entries[entry.ticket] = entry
         _insert(ql.all, entry)
+        if entry.matter is not None:
+            ql.matters[entry.matter] = ql.matters.get(entry.matter, 0) + 1
         cls = CLASS_LINE[entry.priority]
         if cls == "appt":
             insort(ql.appt, entry, key=BY_SINCE)
@@ -423,6 +516,12 @@ class WaitingLines:
             return None
         ql = self.by_queue[entry.queue]
         del ql.all[bisect_left(ql.all, entry)]
+        if entry.matter is not None:
+            left = ql.matters[entry.matter] - 1
+            if left:
+                ql.matters[entry.matter] = left
+            else:
+                del ql.matters[entry.matter]
         cls = CLASS_LINE[entry.priority]
         if cls == "appt":
             del ql.appt[bisect_left(ql.appt, BY_SINCE(entry), key=BY_SINCE)]

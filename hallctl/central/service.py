@@ -23,7 +23,8 @@ from hallctl.bus.topics import Topics, check_id, check_name, parse
 from hallctl.central.core import Central
 from hallctl.central.kpi import Kpis
 from hallctl.central.staffing import advise, forecast_from_history
-from hallctl.central.model import HallSpec, QueueSpec, WindowSpec
+from hallctl.central.hallconfig import hall_from_config
+from hallctl.central.model import AT_WINDOW, HallSpec
 from hallctl.config import CentralConfig
 from hallctl.central.store import Store
 from hallctl.errors import BadRequest, ConfigError, Expired, HallctlError
@@ -60,6 +61,7 @@ class CentralService:
         *,
         client_id: str = "central",
         clock: Callable[[], datetime] | None = None,
+        housekeeping_every_s: float = 30.0,
     ) -> None:
         tz = ZoneInfo(hall.tz)
         self.hall = hall
@@ -88,7 +90,7 @@ class CentralService:
         )
         self._published: dict[str, dict[str, Any]] = {}
         self._staffing_slot: str | None = None
-        self._housekeeping_every_s = 30.0
+        self._housekeeping_every_s = housekeeping_every_s
         self.handled = 0
 
     QUERIES = frozenset({"kpi.summary", "staffing.advice"})
@@ -128,6 +130,7 @@ class CentralService:
                 if slot != self._staffing_slot and await self.bus.try_publish(
                         self.topics.central_staffing, self.staffing_advice(), retain=True):
                     self._staffing_slot = slot
+                await self._publish_kpis()
                 self.store.prune_responses(RESPONSE_DAYS)
             except Exception:  # noqa: BLE001 - housekeeping must not stop the hall
                 log.exception("central housekeeping failed")
@@ -142,12 +145,23 @@ class CentralService:
         self._published.clear()
         await self.bus.publish(self.topics.central_status, messages.central_status("online", self.instance), retain=True)
         await self._publish_states()
+        await self._publish_kpis()
 
     # -- state ------------------------------------------------------------------------------
     def _states(self) -> dict[str, dict[str, Any]]:
         out = {self.topics.window_state(w): self.core.window_state(w) for w in self.hall.windows}
         out[self.topics.board_state] = self.core.board_state()
         return out
+
+    def kpi_document(self) -> dict[str, Any]:
+        """Today's KPIs as published on ``central/kpi`` (the ``kpi.summary`` answer, with ``v``)."""
+        return {"v": messages.VERSION, **self.kpis.summary(None)}
+
+    async def _publish_kpis(self) -> None:
+        """Retained on central/kpi when they changed (each housekeeping round; on (re)connect)."""
+        topic, doc = self.topics.central_kpi, self.kpi_document()
+        if self._published.get(topic) != doc and await self.bus.try_publish(topic, doc, retain=True):
+            self._published[topic] = doc
 
     async def _publish_states(self) -> None:
         for topic, state in self._states().items():
@@ -224,6 +238,48 @@ class CentralService:
             self._observe(event)
         return core
 
+    # -- reload -----------------------------------------------------------------------------
+    def check_reload(self, hall: HallSpec) -> Central:
+        """The core the hall would run on under ``hall``: today's events replayed into it.
+        Raises ConfigError, changing nothing, when the new config would strand someone: a
+        queue with tickets waiting or a window that is open or has a ticket at it, removed."""
+        old = self.hall
+        if hall.hall_id != old.hall_id:
+            raise ConfigError(f"the hall id cannot change from {old.hall_id!r} on reload; restart central",
+                              key="central.hall")
+        problems = []
+        for t in self.core.tickets.values():
+            if t.status == "waiting" and t.queue not in hall.queues:
+                problems.append(f"queue {t.queue!r} is removed but {t.number} waits in it")
+            if t.status in AT_WINDOW and t.window not in hall.windows:
+                problems.append(f"window {t.window!r} is removed but {t.number} is at it")
+        for w, live in self.core.state.windows.items():
+            if w in old.windows and w not in hall.windows and live.state != "closed":
+                problems.append(f"window {w!r} is removed but {live.state}; close it first")
+        if problems:
+            raise ConfigError("reload refused: " + "; ".join(problems))
+        core = Central(hall, self._clock)
+        try:
+            core.replay(self.store.load_events())
+        except HallctlError as exc:
+            raise ConfigError(f"reload refused: the stored events do not fit the new config: {exc.message}") from None
+        return core
+
+    async def reload(self, hall: HallSpec) -> None:
+        """Run on ``hall`` from now on, keeping every ticket, its number, class and arrival time,
+        the windows' states and what was learned. Raises ConfigError (nothing changed) when the
+        new config is refused (:meth:`check_reload`)."""
+        core = self.check_reload(hall)
+        removed = [w for w in self.hall.windows if w not in hall.windows]
+        self.hall, self.core = hall, core
+        log.warning("central %s: config reloaded (%d queues, %d windows, %d matters, policy %s)",
+                    hall.hall_id, len(hall.queues), len(hall.windows), len(hall.matters), hall.policy)
+        for w in removed:  # no retained state left behind for a window that is gone
+            topic = self.topics.window_state(w)
+            if await self.bus.try_publish(topic, b"", retain=True):
+                self._published.pop(topic, None)
+        await self._publish_states()
+
     def _observe(self, event: Any) -> None:
         """Fold a stored event into the KPIs and the arrival history used for staffing advice."""
         self.kpis.apply(event)
@@ -287,26 +343,7 @@ def _is_iso_date(value: object) -> bool:
 
 def central_from_config(cfg: CentralConfig) -> CentralService:
     """Build the service from a validated central config."""
-    hs = cfg.hall_settings
-    try:
-        hall = HallSpec(
-            cfg.hall,
-            {q.id: QueueSpec(q.id, q.prefix, q.name, expected_service_s=float(q.expected_service_s)) for q in cfg.queues},
-            {w.id: WindowSpec(w.id, w.name, tuple(w.queues), kind=w.kind, speed=dict(w.speed), primary=w.primary)
-             for w in cfg.windows},
-            board_size=hs.board_size,
-            tz=hs.tz,
-            day_reset_hour=hs.day_reset_hour,
-            recall_limit=hs.recall_limit,
-            policy=hs.policy,
-            elderly_age=hs.elderly_age,
-            appointment_grace_s=float(hs.appointment_grace_s),
-            overflow_after_s=float(hs.overflow_after_s),
-            max_wait_boost_s=float(hs.max_wait_boost_s),
-            auto_no_show=hs.auto_no_show,
-        )
-    except ConfigError as exc:  # the model's own checks: say which file
-        raise ConfigError(exc.problem, file=cfg.file, key=exc.key) from None
+    hall = hall_from_config(cfg)
     Path(cfg.store.path).parent.mkdir(parents=True, exist_ok=True)
     mqtt = MqttSettings(cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.username, cfg.mqtt.password, cfg.mqtt.keepalive)
     return CentralService(hall, str(cfg.store.path), mqtt, client_id=cfg.id)

@@ -1,0 +1,168 @@
+"""Request arguments of the central core's actions: parsed and checked against the HallSpec.
+
+Pure: each parser takes the hall and the request's ``data`` and returns the keyword arguments of
+its command, or raises BadRequest / NotFound naming the field. Personal values (phone, birth date)
+are never echoed in an error: error messages end up in logs.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Any, Mapping
+
+from hallctl.central.model import ID_RE, PHONE_RE, PRIORITIES, HallSpec
+from hallctl.errors import BadRequest, NotFound
+
+#: a birth date as read from an ID card
+BIRTH_DATE_RE = re.compile(r"^[0-9]{8}$")
+#: a ticket id as central makes them: the business day and the number
+TICKET_ID_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}-[A-Z]+[0-9]+$")
+#: a ticket number as printed
+TICKET_NUMBER_RE = re.compile(r"^[A-Z]+[0-9]+$")
+
+
+def check_fields(data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    if not isinstance(data, Mapping):
+        raise BadRequest("data must be a JSON object")
+    for key in data:
+        if key not in allowed:
+            known = ", ".join(allowed) or "none"
+            raise BadRequest(f"{key}: unknown field (allowed: {known})", field=str(key))
+
+
+def string(data: Mapping[str, Any], name: str, *, required: bool) -> str | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"{name}: required", field=name)
+        return None
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"{name}: must be a non-empty string", field=name)
+    return value
+
+
+def no_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
+    check_fields(data, ())
+    return {}
+
+
+def window_arg(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
+    check_fields(data, ("window",))
+    return {"window": _window(hall, data)}
+
+
+def open_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``window.open {window, clerk?}``: the clerk (staff number) signs in at the window."""
+    check_fields(data, ("window", "clerk"))
+    clerk = data.get("clerk")
+    if clerk is not None and (not isinstance(clerk, str) or not ID_RE.match(clerk)):
+        raise BadRequest("clerk: must match [a-z0-9-]{1,64} (a staff number)", field="clerk")
+    return {"window": _window(hall, data), "clerk": clerk}
+
+
+def issue_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``ticket.issue {queue | matter, phone?, channel?, priority?, slot?, birth_date?}``."""
+    check_fields(data, ("queue", "matter", "phone", "channel", "priority", "slot", "birth_date"))
+    queue, matter = _queue_or_matter(hall, data)
+    phone = data.get("phone")
+    if phone is not None and (not isinstance(phone, str) or not PHONE_RE.match(phone)):
+        raise BadRequest("phone: must be an 11-digit mainland mobile number (1[3-9]…)", field="phone")
+    channel = string(data, "channel", required=False) or "kiosk"
+    if not ID_RE.match(channel):
+        raise BadRequest("channel: must match [a-z0-9-]{1,64}", field="channel")
+    priority = string(data, "priority", required=False) or "walkin"
+    if priority not in PRIORITIES:
+        raise BadRequest(f"priority: must be one of {', '.join(PRIORITIES)}", field="priority")
+    slot = _slot(data.get("slot"), priority)
+    birth = data.get("birth_date")
+    born: date | None = None
+    if birth is not None:
+        if isinstance(birth, str) and BIRTH_DATE_RE.match(birth):
+            try:
+                born = date(int(birth[:4]), int(birth[4:6]), int(birth[6:]))
+            except ValueError:
+                born = None
+        if born is None:
+            raise BadRequest("birth_date: must be a date YYYYMMDD", field="birth_date")
+    return {
+        "queue": queue,
+        "matter": matter,
+        "phone": phone,
+        "channel": channel,
+        "priority": priority,
+        "slot": slot,
+        "born": born,
+    }
+
+
+def transfer_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``window.transfer {window, queue | matter}``: to another section, or another matter (its
+    section follows from the matter)."""
+    check_fields(data, ("window", "queue", "matter"))
+    window = _window(hall, data)
+    queue, matter = _queue_or_matter(hall, data)
+    return {"window": window, "queue": queue, "matter": matter}
+
+
+def ticket_arg(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``ticket.status {ticket}``: a ticket id ("2026-11-23-A012") or today's number ("A012")."""
+    check_fields(data, ("ticket",))
+    ref = string(data, "ticket", required=True)
+    assert ref is not None
+    if not (TICKET_ID_RE.match(ref) or TICKET_NUMBER_RE.match(ref)):
+        raise BadRequest("ticket: a ticket id (2026-11-23-A012) or today's number (A012)", field="ticket")
+    return {"ref": ref}
+
+
+def age(born: date, on: date) -> int:
+    """Whole years from ``born`` to ``on`` (someone born on 29 Feb turns a year older on 1 Mar)."""
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
+def _window(hall: HallSpec, data: Mapping[str, Any]) -> str:
+    window = string(data, "window", required=True)
+    if window not in hall.windows:
+        raise NotFound(f"window: no window {window!r} in hall {hall.hall_id}", field="window")
+    assert window is not None
+    return window
+
+
+def _queue_or_matter(hall: HallSpec, data: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The queue a ticket goes to: named, or the section of the matter named (both: they must
+    agree)."""
+    queue = string(data, "queue", required=False)
+    matter = string(data, "matter", required=False)
+    if queue is None and matter is None:
+        raise BadRequest("queue: required (or a matter)", field="queue")
+    if matter is not None:
+        spec = hall.matters.get(matter)
+        if spec is None:
+            raise NotFound(f"matter: no matter {matter!r} in hall {hall.hall_id}", field="matter")
+        if queue is not None and queue != spec.queue:
+            raise BadRequest(f"queue: matter {matter!r} is served in queue {spec.queue!r}", field="queue")
+        return spec.queue, matter
+    if queue not in hall.queues:
+        raise NotFound(f"queue: no queue {queue!r} in hall {hall.hall_id}", field="queue")
+    assert queue is not None
+    return queue, None
+
+
+def _slot(value: Any, priority: str) -> datetime | None:
+    if priority != "appointment":
+        if value is not None:
+            raise BadRequest("slot: only an appointment has a slot", field="slot")
+        return None
+    if value is None:
+        raise BadRequest("slot: required for an appointment", field="slot")
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        slot = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(
+            "slot: must be ISO 8601 with an offset (2024-05-06T10:30:00+08:00)", field="slot"
+        ) from None
+    if slot.tzinfo is None or slot.utcoffset() is None:
+        raise BadRequest("slot: needs a UTC offset (2024-05-06T10:30:00+08:00)", field="slot")
+    return slot
