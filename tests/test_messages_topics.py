@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given
@@ -90,3 +91,24 @@ def test_parse_any_topic_never_crashes(topic):
 def test_ids_that_would_break_topics_are_refused(bad):
     with pytest.raises(BadRequest):
         check_id(bad)
+
+
+def test_docs_topics_md_names_every_code_action_and_topic():
+    """docs/topics.md is the contract other systems read: whatever the code can answer or publish
+    must be in it."""
+    from pathlib import Path
+
+    from hallctl.bus import topics
+    from hallctl.central.core import Central
+    from hallctl.central.service import CentralService
+    from hallctl.errors import CODES
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "topics.md").read_text()
+    missing = [f"code {c}" for c in CODES if f"`{c}`" not in doc]
+    missing += [f"action {a}" for a in (*Central.ACTIONS, *CentralService.QUERIES) if f"`{a}`" not in doc]
+    for kind, pattern in topics._PATTERNS.items():
+        suffix = pattern.pattern.split(")/", 1)[1].rstrip("$")
+        shown = suffix.replace("([^/]+)", "<x>")
+        if not any(shown == re.sub(r"<[a-z]+>", "<x>", t) for t in re.findall(r"^\| `([^`]+)`", doc, re.M)):
+            missing.append(f"topic {kind}")
+    assert not missing, missing
