@@ -71,9 +71,11 @@ async def _serve(
     run: Callable[[], Awaitable[Any]],
     stop: Callable[[], Awaitable[Any]],
     reload: Callable[[], Awaitable[Any]] | None = None,
+    *,
+    reload_now: bool = False,
 ) -> None:
     """Run until SIGTERM/SIGINT, then stop cleanly (final status published, clean DISCONNECT).
-    SIGHUP runs ``reload`` (one at a time) when given."""
+    SIGHUP runs ``reload`` (one at a time) when given; ``reload_now``: one came during start-up."""
     loop = asyncio.get_running_loop()
     task = asyncio.create_task(run())
     stopping = asyncio.Event()
@@ -94,6 +96,8 @@ async def _serve(
             t.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, on_hup)
+        if reload_now:
+            on_hup()
     waiter = asyncio.create_task(stopping.wait())
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
     if task.done():
@@ -128,6 +132,10 @@ def _run_central(args: argparse.Namespace) -> int:
     log = logging.getLogger("hallctl.central")
 
     async def main() -> None:
+        # a `systemctl reload` while the event log replays must not kill central (SIGHUP's
+        # default); it is remembered and done once central serves
+        hups: list[int] = []
+        signal.signal(signal.SIGHUP, lambda *_: hups.append(1))
         service = central_from_config(cfg)
 
         async def reload() -> None:
@@ -145,7 +153,7 @@ def _run_central(args: argparse.Namespace) -> int:
             if (new.mqtt, new.store, new.id) != (cfg.mqtt, cfg.store, cfg.id):
                 log.warning("config reload: [central] id, [mqtt] and [store] take effect at the next restart")
 
-        await _serve(service.run, service.stop, reload)
+        await _serve(service.run, service.stop, reload, reload_now=bool(hups))
 
     asyncio.run(main())
     return 0

@@ -52,3 +52,20 @@ def test_a_clerk_id_is_a_staff_number_not_a_name(clerk):
     c = Central(make_hall(), FakeClock(datetime(2024, 5, 6, 9, 0, tzinfo=SH)))
     with pytest.raises(BadRequest, match="clerk"):
         c.handle("window.open", {"window": "1", "clerk": clerk})
+
+
+def test_a_signed_in_clerk_stays_signed_in_across_the_day_rollover_live_and_replayed():
+    """Regression: the day rollover copied the windows without their clerk, so the live core
+    forgot who was signed in (and first_clerk went missing) while a replay remembered."""
+    clock = FakeClock(datetime(2024, 5, 6, 16, 0, tzinfo=SH))
+    c, events = Central(make_hall(), clock), []
+    events += c.handle("window.open", {"window": "1", "clerk": "s1024"}).events
+    clock.advance(days=1)
+    events += c.handle("ticket.issue", {"queue": "general"}).events
+    assert events[-2].type == "day.started"
+    out = c.handle("window.call_next", {"window": "1"})
+    events += out.events
+    assert out.data["ticket"]["first_clerk"] == "s1024"
+    twin = Central(make_hall(), clock)
+    twin.replay(events)
+    assert twin.state == c.state

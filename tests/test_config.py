@@ -300,7 +300,7 @@ def test_central_example_has_departments_matters_and_opening_hours():
     hall = hall_from_config(cfg)
     assert hall.matters["property-transfer"].queue == "real-estate"
     assert hall.matters["property-transfer"].department == "natural-resources"
-    assert hall.matter_service_s("invoice") == 300.0
+    assert hall.matters["invoice"].expected_service_s == 300.0
     assert hall.departments["tax"].name == "税务局"
     assert hall.hours is not None and hall.hours.describe() == ["08:30-12:00", "13:30-17:00"]
     assert hall.prefix_for("tax", "green") == "L" and hall.prefix_for("tax", "walkin") == "C"

@@ -133,6 +133,25 @@ def test_each_matter_learns_its_own_service_time():
     assert twin.state.matter_service == c.state.matter_service
 
 
+def test_a_matter_without_its_own_time_starts_from_what_its_queue_has_learned():
+    clock = FakeClock(MONDAY_9)
+    h = hall(matters={"plain": MatterSpec("plain", "一般事项", "tax")})
+    c, events = Central(h, clock), []
+    run(c, events, "window.open", window="2")
+    for _ in range(20):  # tax services take 30 min, not the configured 10
+        run(c, events, "ticket.issue", queue="tax")
+        run(c, events, "window.call_next", window="2")
+        clock.advance(minutes=30)
+        run(c, events, "window.complete", window="2")
+    learned = c.service_estimate("tax")
+    assert learned > 1500
+    with_matter = run(c, events, "ticket.issue", matter="plain")
+    without = run(c, events, "ticket.issue", queue="tax")
+    # the free window takes the first; the second waits one learned tax service, matter or not
+    assert with_matter["predicted_wait_min"] == 0.0
+    assert without["predicted_wait_min"] == round(learned / 60, 1)
+
+
 # -- numbering per class ---------------------------------------------------------------------
 
 
@@ -231,6 +250,38 @@ def test_hours_answers_agree_with_each_other(now):
         assert closes > now and not LUNCH.is_open(closes)
     # closed on a holiday, open on a make-up Saturday in its periods
     assert not LUNCH.works_on(date(2026, 12, 31)) and LUNCH.works_on(date(2026, 11, 28))
+
+
+def test_hours_accept_toml_dates_merge_touching_periods_and_refuse_contradictions():
+    hours = OpeningHours.parse(["08:00-12:00", "12:00-13:00"], closed_dates=[date(2026, 10, 1)])
+    assert hours.describe() == ["08:00-13:00"]
+    assert hours.closes_at(datetime(2026, 11, 23, 11, 0, tzinfo=SH)) == datetime(2026, 11, 23, 13, 0, tzinfo=SH)
+    assert not hours.works_on(date(2026, 10, 1))
+    with pytest.raises(ConfigError) as err:
+        OpeningHours.parse(["08:00-12:00"], closed_dates=["2026-10-01"], open_dates=["2026-10-01"])
+    assert err.value.key == "open_dates"
+    for weekdays in ([[1]], [{"a": 1}], [True], ["1"]):
+        with pytest.raises(ConfigError) as err:
+            OpeningHours.parse(["08:00-12:00"], weekdays)
+        assert err.value.key == "weekdays"
+    # a 24:00 end closes at the next midnight
+    late = OpeningHours.parse(["20:00-24:00"])
+    assert late.closes_at(datetime(2026, 11, 23, 23, 59, tzinfo=SH)) == datetime(2026, 11, 24, 0, 0, tzinfo=SH)
+
+
+def test_hours_in_a_zone_with_daylight_saving_give_real_instants():
+    from zoneinfo import ZoneInfo
+
+    ny = ZoneInfo("America/New_York")
+    hours = OpeningHours.parse(["00:00-01:30", "02:30-24:00"])
+    # the second 01:15 of 1 November 2026 (after the clocks went back) closes at the second 01:30
+    second = datetime(2026, 11, 1, 1, 15, fold=1, tzinfo=ny)
+    utc = ZoneInfo("UTC")
+    assert hours.closes_at(second).astimezone(utc) - second.astimezone(utc) == timedelta(minutes=15)
+    # 02:30 on 8 March 2026 does not exist: the opening is a real instant, and the hall is open then
+    opens = hours.next_open(datetime(2026, 3, 8, 1, 45, tzinfo=ny))
+    assert opens is not None and hours.is_open(opens)
+    assert opens.astimezone(utc) == datetime(2026, 3, 8, 7, 30, tzinfo=utc)
 
 
 @settings(max_examples=200, deadline=None)

@@ -82,6 +82,12 @@ async def test_a_reload_that_would_strand_a_ticket_is_refused_and_changes_nothin
         other = dataclasses.replace(old, hall_id="another-hall")
         with pytest.raises(ConfigError, match="hall id cannot change"):
             await svc.reload(other)
+        with pytest.raises(ConfigError, match="time zone cannot change"):
+            await svc.reload(dataclasses.replace(old, tz="Asia/Urumqi"))
+        # B001 waits; no window may call queue b any more once every window lists only "a"
+        only_a = {k: dataclasses.replace(v, queues=("a",)) for k, v in old.windows.items()}
+        with pytest.raises(ConfigError, match="no window could call queue 'b'"):
+            await svc.reload(dataclasses.replace(old, windows=only_a))
         assert svc.hall is old and svc.core.state is state
         assert _request(svc, "ticket.issue", queue="b")["ticket"]["number"] == "B002"
 
@@ -98,7 +104,11 @@ async def test_kpis_are_published_retained(mosquitto, tmp_path):
             doc = (await obs.wait_for(t.central_kpi, lambda d: d["tickets"].get("completed") == 1, timeout=20))[-1]
         assert doc["v"] == 1 and doc["day"] == svc.core.day
         assert doc["by_window"]["1"]["completed"] == 1
-        assert doc == {"v": 1, **svc.kpis.summary(None)}
+        summary = svc.kpis.summary(None)
+        assert summary["by_clerk"], "kpi.summary itself still counts per clerk"
+        # staff performance only to whoever asks kpi.summary, not retained for every reader
+        assert "by_clerk" not in doc
+        assert doc == {"v": 1, **{k: v for k, v in summary.items() if k != "by_clerk"}}
 
 
 def _central_file(tmp_path, port: int, extra_window: str = "") -> str:
@@ -146,3 +156,24 @@ async def test_sighup_reloads_the_file_and_a_broken_file_changes_nothing(mosquit
         assert proc.returncode == 0, log
         assert "config reload failed; running on the previous config" in log
         assert "config reloaded" in log
+
+
+async def test_a_removed_window_leaves_no_retained_state_and_views_are_not_stored(mosquitto, tmp_path):
+    t = Topics(HALL)
+    async with central(mosquitto.host, mosquitto.port, tmp_path) as svc:
+        async with Observer(mosquitto.host, mosquitto.port, [t.window_state("3")]) as obs:
+            await obs.wait_for(t.window_state("3"), lambda d: d["state"] == "closed")
+        old = svc.hall
+        await svc.reload(dataclasses.replace(old, windows={k: v for k, v in old.windows.items() if k != "3"}))
+        async with Observer(mosquitto.host, mosquitto.port, [f"{t.base}/window/+/state"]) as obs:
+            await obs.wait_for(t.window_state("2"))  # retained states arrive together
+            await asyncio.sleep(0.3)
+            assert not obs.docs(t.window_state("3")), "the removed window's state is cleared"
+        # read-only actions are answered, never stored (a kiosk polling ticket.status is no write)
+        _request(svc, "ticket.issue", queue="a")
+        import json
+
+        res = svc.respond("kiosk-1", "ticket.status",
+                          json.dumps({"v": 1, "request_id": "q1", "data": {"ticket": "A001"}}).encode())
+        assert res["status"] == "ok" and res["data"]["people_ahead"] == 0
+        assert svc.store.response_for("kiosk-1:q1") is None

@@ -277,6 +277,10 @@ class Central:
             return None
         return self._predict_s(self._state, entry, (now or self._clock()).timestamp())
 
+    def capable_windows(self, queue: str) -> tuple[str, ...]:
+        """The windows the hall's policy lets call ``queue`` (open or not)."""
+        return tuple(w for w, _ in self._capable.get(queue, ()))
+
     def service_estimate(self, queue: str) -> float | None:
         """The learned mean service time of ``queue`` (seconds at a window of speed 1.0)."""
         return self._state.service.get(queue)
@@ -735,14 +739,20 @@ class Central:
         prior = q.expected_service_s if q is not None else DEFAULT_SERVICE_S
         _ewma(state.service, state.service_n, queue, work, prior)
         if t.matter is not None:
-            prior = self._hall.matter_service_s(t.matter) or state.service[queue]
-            _ewma(state.matter_service, state.matter_n, t.matter, work, prior)
+            _ewma(state.matter_service, state.matter_n, t.matter, work,
+                  self._matter_prior(state, t.matter, queue))
+
+    def _matter_prior(self, state: HallState, matter: str, queue: str) -> float:
+        """A matter's own configured time, else what its queue has learned so far (a matter
+        without a figure of its own is as long as its section's average)."""
+        spec = self._hall.matters.get(matter)
+        if spec is not None and spec.expected_service_s is not None:
+            return spec.expected_service_s
+        return state.service.get(queue, DEFAULT_SERVICE_S)
 
     def _matter_estimate(self, state: HallState, matter: str, queue: str) -> float:
         learned = state.matter_service.get(matter)
-        if learned is not None:
-            return learned
-        return self._hall.matter_service_s(matter) or state.service.get(queue, DEFAULT_SERVICE_S)
+        return learned if learned is not None else self._matter_prior(state, matter, queue)
 
     def _ticket_service(self, state: HallState, t: Ticket | None) -> float:
         """Expected service seconds (speed 1.0) of one ticket: its matter's, else its queue's."""
@@ -906,7 +916,8 @@ def _survivors(state: HallState) -> HallState:
         day=state.day,
         lines=lines,
         windows={
-            w: WindowRuntime(live.state, live.ticket, live.since) for w, live in state.windows.items()
+            w: WindowRuntime(live.state, live.ticket, live.since, live.clerk)
+            for w, live in state.windows.items()
         },
         service=dict(state.service),
         service_n=dict(state.service_n),

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from typing import Iterable
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from typing import Any, Iterable
 
 from hallctl.errors import ConfigError
 
@@ -37,10 +37,11 @@ class OpeningHours:
         cls,
         periods: Iterable[str],
         weekdays: Iterable[int] = (1, 2, 3, 4, 5, 6, 7),
-        closed_dates: Iterable[str] = (),
-        open_dates: Iterable[str] = (),
+        closed_dates: Iterable[Any] = (),
+        open_dates: Iterable[Any] = (),
     ) -> "OpeningHours":
-        """From config values; every problem is a ConfigError naming the key."""
+        """From config values; every problem is a ConfigError naming the key. Periods that touch
+        ("08:00-12:00", "12:00-13:00") are one period; dates may be "YYYY-MM-DD" or TOML dates."""
         parsed: list[tuple[time, time]] = []
         for i, text in enumerate(periods):
             m = PERIOD_RE.match(text) if isinstance(text, str) else None
@@ -57,15 +58,22 @@ class OpeningHours:
         if not parsed:
             raise ConfigError("at least one period is needed", key="hours")
         parsed.sort()
-        for (_, end), (start, _) in zip(parsed, parsed[1:]):
-            if start < end:
+        merged = [parsed[0]]
+        for start, end in parsed[1:]:
+            if start < merged[-1][1]:
                 raise ConfigError("periods overlap", key="hours")
-        days = frozenset(weekdays)
+            if start == merged[-1][1]:  # touching: open straight through
+                merged[-1] = (merged[-1][0], end)
+            else:
+                merged.append((start, end))
+        days = list(weekdays)
         if not days or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 7 for d in days):
             raise ConfigError("must list ISO weekdays 1 (Monday) .. 7 (Sunday)", key="weekdays")
-        return cls(
-            tuple(parsed), days, _dates(closed_dates, "closed_dates"), _dates(open_dates, "open_dates")
-        )
+        closed, opened = _dates(closed_dates, "closed_dates"), _dates(open_dates, "open_dates")
+        both = sorted(closed & opened)
+        if both:
+            raise ConfigError(f"{both[0].isoformat()} is also in closed_dates", key="open_dates")
+        return cls(tuple(merged), frozenset(days), closed, opened)
 
     def works_on(self, day: date) -> bool:
         """Whether the hall opens at all on ``day``."""
@@ -89,8 +97,8 @@ class OpeningHours:
                 continue
             for start, _ in self.periods:
                 if offset > 0 or start > now:
-                    # built from the wall-clock time: a DST change in between keeps "08:30"
-                    return datetime.combine(day, start, tzinfo=local.tzinfo)
+                    # from the wall-clock time: a DST change in between keeps "08:30"
+                    return _at(day, start, local.tzinfo)
         return None
 
     def closes_at(self, local: datetime) -> datetime | None:
@@ -100,8 +108,9 @@ class OpeningHours:
         now = local.timetz().replace(tzinfo=None)
         for start, end in self.periods:
             if start <= now < end:
-                end_dt = datetime.combine(local.date(), end, tzinfo=local.tzinfo)
-                return end_dt + timedelta(microseconds=1) if end == time.max else end_dt
+                if end == time.max:
+                    return _at(local.date() + timedelta(days=1), time(0), local.tzinfo)
+                return _at(local.date(), end, local.tzinfo, fold=local.fold)
         return None
 
     def describe(self) -> list[str]:
@@ -109,13 +118,25 @@ class OpeningHours:
         return [f"{s:%H:%M}-{'24:00' if e == time.max else format(e, '%H:%M')}" for s, e in self.periods]
 
 
-def _dates(values: Iterable[str], key: str) -> frozenset[date]:
+def _at(day: date, wall: time, zone: tzinfo | None, *, fold: int = 0) -> datetime:
+    """``wall`` on ``day`` in ``zone`` as a real instant: a wall time that a DST change skips
+    becomes the first time after the gap (normalised through UTC)."""
+    naive = datetime.combine(day, wall).replace(fold=fold)
+    if zone is None:
+        return naive
+    return naive.replace(tzinfo=zone).astimezone(timezone.utc).astimezone(zone)
+
+
+def _dates(values: Iterable[Any], key: str) -> frozenset[date]:
     out = set()
-    for i, text in enumerate(values):
+    for i, value in enumerate(values):
+        if isinstance(value, date) and not isinstance(value, datetime):  # a TOML date
+            out.add(value)
+            continue
         try:
-            if not isinstance(text, str) or len(text) != 10:
+            if not isinstance(value, str) or len(value) != 10:
                 raise ValueError
-            out.add(date.fromisoformat(text))
+            out.add(date.fromisoformat(value))
         except ValueError:
-            raise ConfigError(f"{text!r} is not a date YYYY-MM-DD", key=f"{key}[{i}]") from None
+            raise ConfigError(f"{value!r} is not a date YYYY-MM-DD", key=f"{key}[{i}]") from None
     return frozenset(out)

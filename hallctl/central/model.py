@@ -96,7 +96,7 @@ class DepartmentSpec:
 class MatterSpec:
     """A matter (事项) a citizen comes for: it belongs to a department and is served in one
     section (a queue: its line and prefix). ``expected_service_s`` is the prior of its learned
-    service time (None: the queue's)."""
+    service time (None: what its queue has learned so far)."""
 
     id: str
     name: str
@@ -302,15 +302,6 @@ class HallSpec:
         if when.tzinfo is None or when.utcoffset() is None:
             raise ValueError("the clock must return timezone-aware datetimes")
         return when.astimezone(self._zone)
-
-    def matter_service_s(self, matter: str) -> float | None:
-        """A matter's prior service time: its own, else its queue's; None for an unknown one."""
-        spec = self.matters.get(matter)
-        if spec is None:
-            return None
-        if spec.expected_service_s is not None:
-            return spec.expected_service_s
-        return self.queues[spec.queue].expected_service_s
 
     def prefix_for(self, queue: str, priority: str) -> str:
         """The prefix a new ticket is numbered under: its class's own, else its queue's."""

@@ -89,6 +89,11 @@ class CentralService:
             password=mqtt.password,
         )
         self._published: dict[str, dict[str, Any]] = {}
+        #: retained topics to clear (a window removed by a reload), retried until done
+        self._stale: set[str] = set()
+        #: one publisher of retained state at a time, each computing the state when its turn
+        #: comes: a slower one can then never put an older document over a newer one
+        self._publishing = asyncio.Lock()
         self._staffing_slot: str | None = None
         self._housekeeping_every_s = housekeeping_every_s
         self.handled = 0
@@ -96,6 +101,8 @@ class CentralService:
     QUERIES = frozenset({"kpi.summary", "staffing.advice"})
 
     def _query(self, action: str, data: dict[str, Any]) -> dict[str, Any]:
+        if action in Central.READ_ONLY:
+            return self.core.handle(action, data).data
         if action == "kpi.summary":
             day = data.get("day")
             if day is not None and not _is_iso_date(day):
@@ -113,7 +120,8 @@ class CentralService:
 
     async def _housekeeping(self) -> None:
         """Roll the business day over on time (not at the first request of the morning), keep
-        the idempotency table small, publish the staffing advice each half hour."""
+        the idempotency table small, publish the staffing advice each half hour and the KPIs
+        when they changed."""
         while True:
             await asyncio.sleep(self._housekeeping_every_s)
             try:
@@ -124,7 +132,8 @@ class CentralService:
                     except Exception:
                         self.core = self._rebuild()
                         raise
-                    await self._publish_states()
+                # every round: a new day clears the board, and a failed clear is retried
+                await self._publish_states()
                 self._queue_missing_events()
                 slot = self._clock().strftime("%Y-%m-%d %H") + (":30" if self._clock().minute >= 30 else ":00")
                 if slot != self._staffing_slot and await self.bus.try_publish(
@@ -154,19 +163,30 @@ class CentralService:
         return out
 
     def kpi_document(self) -> dict[str, Any]:
-        """Today's KPIs as published on ``central/kpi`` (the ``kpi.summary`` answer, with ``v``)."""
-        return {"v": messages.VERSION, **self.kpis.summary(None)}
+        """Today's KPIs as published on ``central/kpi``: the ``kpi.summary`` answer with ``v``,
+        without the per-clerk figures (staff performance is asked for with ``kpi.summary``, whose
+        answer goes to the asking client only, not retained for every reader of the broker)."""
+        doc = {"v": messages.VERSION, **self.kpis.summary(None)}
+        doc.pop("by_clerk", None)
+        return doc
 
     async def _publish_kpis(self) -> None:
         """Retained on central/kpi when they changed (each housekeeping round; on (re)connect)."""
-        topic, doc = self.topics.central_kpi, self.kpi_document()
-        if self._published.get(topic) != doc and await self.bus.try_publish(topic, doc, retain=True):
-            self._published[topic] = doc
+        async with self._publishing:
+            await self._publish_changed({self.topics.central_kpi: self.kpi_document()})
 
     async def _publish_states(self) -> None:
-        for topic, state in self._states().items():
-            if self._published.get(topic) != state and await self.bus.try_publish(topic, state, retain=True):
-                self._published[topic] = state
+        async with self._publishing:
+            for topic in sorted(self._stale):
+                if await self.bus.try_publish(topic, b"", retain=True):
+                    self._stale.discard(topic)
+                    self._published.pop(topic, None)
+            await self._publish_changed(self._states())
+
+    async def _publish_changed(self, docs: dict[str, dict[str, Any]]) -> None:
+        for topic, doc in docs.items():
+            if self._published.get(topic) != doc and await self.bus.try_publish(topic, doc, retain=True):
+                self._published[topic] = doc
 
     # -- requests ---------------------------------------------------------------------------
     async def _on_message(self, incoming: Incoming) -> None:
@@ -191,7 +211,7 @@ class CentralService:
             request = messages.parse_request(payload)
         except BadRequest as exc:
             return messages.response_error(messages.request_id_of(payload), exc)
-        if action in self.QUERIES:  # read-only views of the shell: answered, not stored
+        if action in self.QUERIES or action in Central.READ_ONLY:  # views: answered, not stored
             try:
                 return messages.response_ok(request.request_id, self._query(action, request.data))
             except HallctlError as exc:
@@ -247,6 +267,9 @@ class CentralService:
         if hall.hall_id != old.hall_id:
             raise ConfigError(f"the hall id cannot change from {old.hall_id!r} on reload; restart central",
                               key="central.hall")
+        if hall.tz != old.tz:
+            raise ConfigError(f"the time zone cannot change from {old.tz!r} on reload; restart central",
+                              key="hall.tz")
         problems = []
         for t in self.core.tickets.values():
             if t.status == "waiting" and t.queue not in hall.queues:
@@ -263,6 +286,11 @@ class CentralService:
             core.replay(self.store.load_events())
         except HallctlError as exc:
             raise ConfigError(f"reload refused: the stored events do not fit the new config: {exc.message}") from None
+        waiting = sorted({t.queue for t in core.tickets.values() if t.status == "waiting"})
+        orphans = [q for q in waiting if not core.capable_windows(q)]
+        if orphans:
+            raise ConfigError("reload refused: no window could call queue " + ", ".join(map(repr, orphans))
+                              + " (tickets wait in it) under the new windows and policy")
         return core
 
     async def reload(self, hall: HallSpec) -> None:
@@ -274,10 +302,8 @@ class CentralService:
         self.hall, self.core = hall, core
         log.warning("central %s: config reloaded (%d queues, %d windows, %d matters, policy %s)",
                     hall.hall_id, len(hall.queues), len(hall.windows), len(hall.matters), hall.policy)
-        for w in removed:  # no retained state left behind for a window that is gone
-            topic = self.topics.window_state(w)
-            if await self.bus.try_publish(topic, b"", retain=True):
-                self._published.pop(topic, None)
+        # no retained state left behind for a window that is gone (retried until the broker has it)
+        self._stale.update(self.topics.window_state(w) for w in removed)
         await self._publish_states()
 
     def _observe(self, event: Any) -> None:
