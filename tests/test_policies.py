@@ -26,6 +26,7 @@ from hallctl.central.model import (
     AT_WINDOW,
     POLICY_NAMES,
     Event,
+    MatterSpec,
     HallSpec,
     QueueSpec,
     Ticket,
@@ -629,10 +630,19 @@ def random_halls(draw: st.DrawFn, policy: str | None = None, min_queues: int = 1
             speed=speed,
             primary=draw(st.integers(1, len(skills))),
         )
+    # matters (some with a time of their own) and, sometimes, classes numbered on their own
+    matters = {
+        f"m{i}": MatterSpec(f"m{i}", f"事项{i}", draw(st.sampled_from(list(queues))), None,
+                            draw(st.sampled_from([None, 120.0, 1800.0])))
+        for i in range(draw(st.integers(0, 3)))
+    }
+    class_prefix = draw(st.sampled_from([{}, {"green": "G"}, {"green": "G", "appointment": "Y"}]))
     return HallSpec(
         "rand",
         queues,
         windows,
+        matters=matters,
+        class_prefix=class_prefix,
         policy=policy or draw(st.sampled_from(POLICY_NAMES)),
         recall_limit=draw(st.integers(0, 2)),
         auto_no_show=draw(st.booleans()),
@@ -825,15 +835,19 @@ class RandomHall(RuleBasedStateMachine):
     @rule(data=st.data(), n=st.integers(1, 3))
     def issue(self, data: st.DataObject, n: int) -> None:
         for _ in range(n):
+            matters = sorted(self.c.hall.matters)
+            matter = data.draw(st.none() | st.sampled_from(matters)) if matters else None
             self.issue_one(
-                data.draw(st.sampled_from(sorted(self.c.hall.queues))),
+                self.c.hall.matters[matter].queue if matter else data.draw(st.sampled_from(sorted(self.c.hall.queues))),
                 data.draw(PRIORITY_DRAW),
                 data.draw(st.integers(-40, 90)),
                 data.draw(st.none() | st.none() | st.dates(date(1920, 1, 1), date(2010, 12, 31))),
+                matter,
             )
 
-    def issue_one(self, queue: str, priority: str, slot_min: int, birth: date | None) -> None:
-        req: dict[str, Any] = {"queue": queue}
+    def issue_one(self, queue: str, priority: str, slot_min: int, birth: date | None,
+                  matter: str | None = None) -> None:
+        req: dict[str, Any] = {"matter": matter} if matter else {"queue": queue}
         if priority != "walkin":
             req["priority"] = priority
         if priority == "appointment":
@@ -897,7 +911,11 @@ class RandomHall(RuleBasedStateMachine):
         queue = data.draw(st.sampled_from(sorted(self.c.hall.queues)))
         before = self.c.state.windows[window].ticket
         before_t = self.c.tickets.get(before) if before else None
-        out = self.run("window.transfer", {"window": window, "queue": queue})
+        matters = sorted(self.c.hall.matters)
+        matter = data.draw(st.none() | st.sampled_from(matters)) if matters else None
+        if matter is not None:
+            queue = self.c.hall.matters[matter].queue
+        out = self.run("window.transfer", {"window": window, "matter": matter} if matter else {"window": window, "queue": queue})
         if out is not None and before_t is not None and before_t.status in AT_WINDOW:
             t = self.c.ticket(before_t.id)
             assert (t.status, t.queue, t.seq, t.issued_at, t.number) == (
@@ -906,9 +924,18 @@ class RandomHall(RuleBasedStateMachine):
 
     @rule(data=st.data(), action=st.sampled_from(["open", "open", "open", "pause", "close"]))
     def window_state(self, data: st.DataObject, action: str) -> None:
-        self.run(f"window.{action}", {"window": data.draw(self.windows())})
+        req = {"window": data.draw(self.windows())}
+        if action == "open" and data.draw(st.booleans()):
+            req["clerk"] = data.draw(st.sampled_from(["s1", "s2", "s3"]))  # a sign-in or a take-over
+        self.run(f"window.{action}", req)
 
     # -- time -----------------------------------------------------------------------------------
+
+    @rule()
+    def next_morning(self) -> None:
+        """08:30 the next day: a new business day at the next command; windows and signed-in
+        clerks stay as they were left."""
+        self.clock.now = (self.clock.now + timedelta(days=1)).replace(hour=8, minute=30, second=0, microsecond=0)
 
     @rule(
         seconds=st.integers(0, 99).flatmap(
