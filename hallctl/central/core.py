@@ -199,6 +199,10 @@ class Central:
             windows={w: WindowRuntime() for w in hall.windows},
             service={q: spec.expected_service_s for q, spec in hall.queues.items()},
         )
+        self._state.lines.capacity.update(dict.fromkeys(hall.queues, 0.0))
+        #: the state right after the last day.started folded: (seq, day, document)
+        self._checkpoint: tuple[int, str, dict[str, Any]] | None = None
+        self._pending_cp: tuple[int, str, dict[str, Any]] | None = None
         self._ts_cache: tuple[str, float] = ("", 0.0)  # last event ts parsed, and its epoch
         self._day_end: tuple[str | None, float] = (None, 0.0)  # (day, epoch its successor starts)
         # queue -> the windows that list it (any skill level): whose speed makes its capacity
@@ -359,9 +363,15 @@ class Central:
         args = parse(self._hall, data)
         if action in self.READ_ONLY:
             return Outcome(getattr(self, method)(self._state, None, **args), [])
-        batch = self._begin()
-        result = getattr(self, method)(batch.state, batch, **args)
+        self._pending_cp = None
+        try:
+            batch = self._begin()
+            result = getattr(self, method)(batch.state, batch, **args)
+        except BaseException:
+            self._pending_cp = None  # a day.started folded into a discarded state
+            raise
         self._state = batch.state  # commit only after the command succeeded
+        self._promote_checkpoint()
         return Outcome(result, batch.events)
 
     def tick(self) -> Outcome:
@@ -369,11 +379,52 @@ class Central:
         board clears and old tickets expire at the reset hour even when nobody acts."""
         batch = self._begin()
         self._state = batch.state
+        self._promote_checkpoint()
         return Outcome({"day": self._state.day}, batch.events)
+
+    def checkpoint(self, events: Iterable[Event] = ()) -> tuple[int, str, dict[str, Any]] | None:
+        """The state right after the newest ``day.started`` (seq, day, a JSON-able document), for
+        a restart or reload to begin there instead of at the first event ever. With ``events``:
+        only if that day.started is among them (what a commit of those events should store)."""
+        cp = self._checkpoint
+        if cp is None:
+            return None
+        if events and not any(e.seq == cp[0] and e.type == "day.started" for e in events):
+            return None
+        return cp
+
+    @classmethod
+    def from_checkpoint(
+        cls, hall: HallSpec, clock: Callable[[], datetime], doc: Mapping[str, Any], *,
+        policy: Policy | None = None,
+    ) -> "Central":
+        """A core in the state a :meth:`checkpoint` document describes, under ``hall`` (which may
+        differ from the hall it was taken under: windows new to it start closed, capacities are
+        summed under ``hall``). Replaying the events after the checkpoint's seq then gives the
+        state a replay of the whole log would. Raises ValueError on a document it cannot read."""
+        if not isinstance(doc, Mapping) or doc.get("v") != CHECKPOINT_V:
+            raise ValueError(f"not a v{CHECKPOINT_V} checkpoint")
+        core = cls(hall, clock, policy=policy)
+        state = core._state
+        try:
+            state.last_seq, state.last_ts, state.day = int(doc["seq"]), str(doc["ts"]), str(doc["day"])
+            for w, (st, clerk) in doc["windows"].items():
+                state.windows[w] = WindowRuntime(str(st), None, None, clerk)
+            for name in ("service", "matter_service"):
+                getattr(state, name).update({k: float(v) for k, v in doc[name].items()})
+            for name in ("service_n", "matter_n"):
+                getattr(state, name).update({k: int(v) for k, v in doc[name].items()})
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"unreadable checkpoint: {exc!r}") from None
+        for q in hall.queues:
+            core._set_capacity(state, q)
+        core._checkpoint = (state.last_seq, state.day, dict(doc))
+        return core
 
     def apply(self, event: Event) -> None:
         """Fold one stored event into the state (replay). Events must come in ``seq`` order."""
         self._fold(self._state, event)
+        self._promote_checkpoint()
 
     def replay(self, events: Iterable[Event]) -> int:
         """Apply every event in order; returns how many."""
@@ -381,7 +432,12 @@ class Central:
         for event in events:
             self._fold(self._state, event)
             n += 1
+        self._promote_checkpoint()
         return n
+
+    def _promote_checkpoint(self) -> None:
+        if self._pending_cp is not None:
+            self._checkpoint, self._pending_cp = self._pending_cp, None
 
     # -- command implementations: check everything first, then emit --------------------------
 
@@ -780,6 +836,8 @@ class Central:
             ) from exc
         state.last_seq = event.seq
         state.last_ts = event.ts
+        if event.type == "day.started":  # kept once the state it was folded into is committed
+            self._pending_cp = (event.seq, str(state.day), _checkpoint_doc(state))
 
     def _on_day_started(self, state: HallState, event: Event) -> None:
         state.day = event.data["day"]
@@ -881,14 +939,16 @@ class Central:
         spec = self._hall.windows.get(window)
         if spec is None:  # a window since removed from the config
             return
-        capacity = state.lines.capacity
         for q in self._hall.queues if spec.universal else spec.queues:
-            # summed afresh (not +/-) so that rounding never drifts over a long day
-            total = 0.0
-            for w in self._servers[q]:
-                if state.windows.get(w, _CLOSED).state == "open":
-                    total += self._hall.windows[w].speed_for(q)
-            capacity[q] = total
+            self._set_capacity(state, q)
+
+    def _set_capacity(self, state: HallState, q: str) -> None:
+        # summed afresh (not +/-) so that rounding never drifts over a long day
+        total = 0.0
+        for w in self._servers[q]:
+            if state.windows.get(w, _CLOSED).state == "open":
+                total += self._hall.windows[w].speed_for(q)
+        state.lines.capacity[q] = total
 
     @staticmethod
     def _leave_window(state: HallState, window: str, ticket_id: str) -> None:
@@ -924,6 +984,25 @@ def _survivors(state: HallState) -> HallState:
         matter_service=dict(state.matter_service),
         matter_n=dict(state.matter_n),
     )
+
+
+#: version of the checkpoint document (:meth:`Central.checkpoint`)
+CHECKPOINT_V = 1
+
+
+def _checkpoint_doc(state: HallState) -> dict[str, Any]:
+    """What a new day keeps (see :func:`_survivors`), as JSON: no tickets, nothing personal."""
+    return {
+        "v": CHECKPOINT_V,
+        "seq": state.last_seq,
+        "ts": state.last_ts,
+        "day": state.day,
+        "windows": {w: [live.state, live.clerk] for w, live in state.windows.items()},
+        "service": dict(state.service),
+        "service_n": dict(state.service_n),
+        "matter_service": dict(state.matter_service),
+        "matter_n": dict(state.matter_n),
+    }
 
 
 def _ewma(means: dict[str, float], counts: dict[str, int], key: str, x: float, prior: float) -> None:

@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
@@ -249,14 +249,36 @@ class CentralService:
     def _rebuild(self) -> Central:
         """The core (and the KPIs and arrival history) as the store says they are. Used at start
         and when a commit failed, so memory (and the retained state built from it) never holds
-        what the disk does not."""
-        core = Central(self.hall, self._clock)
+        what the disk does not. The core starts from the newest day checkpoint and replays the
+        events after it; the KPIs and the staffing history replay their last HISTORY_DAYS days."""
+        core, after = self._core_at_checkpoint(self.hall)
         self.kpis = Kpis(keep_days=HISTORY_DAYS)
         self._arrivals: dict[str, list[Any]] = {}
-        for event in self.store.load_events():
-            core.apply(event)
+        first_day = (date.fromisoformat(self.hall.business_day(self._clock())) - timedelta(days=HISTORY_DAYS)).isoformat()
+        history_from = self.store.day_start_seq(first_day)
+        start = min(after, history_from - 1) if history_from is not None else 0
+        self.replayed = 0
+        for event in self.store.load_events(after=start):
+            if event.seq > after:
+                core.apply(event)
+                self.replayed += 1
             self._observe(event)
+        cp = core.checkpoint()
+        stored = self.store.latest_checkpoint()
+        if cp is not None and (stored is None or stored[0] < cp[0]):  # a store from before checkpoints
+            self.store.commit([], checkpoint=cp)
         return core
+
+    def _core_at_checkpoint(self, hall: HallSpec) -> tuple[Central, int]:
+        """A core at the newest stored checkpoint under ``hall``, and the seq it stands at; a
+        fresh core and 0 when there is none (or it cannot be read: then the whole log replays)."""
+        cp = self.store.latest_checkpoint()
+        if cp is not None:
+            try:
+                return Central.from_checkpoint(hall, self._clock, cp[2]), cp[0]
+            except ValueError as exc:
+                log.warning("checkpoint at seq %d unusable (%s); replaying the whole log", cp[0], exc)
+        return Central(hall, self._clock), 0
 
     # -- reload -----------------------------------------------------------------------------
     def check_reload(self, hall: HallSpec) -> Central:
@@ -281,9 +303,9 @@ class CentralService:
                 problems.append(f"window {w!r} is removed but {live.state}; close it first")
         if problems:
             raise ConfigError("reload refused: " + "; ".join(problems))
-        core = Central(hall, self._clock)
+        core, after = self._core_at_checkpoint(hall)
         try:
-            core.replay(self.store.load_events())
+            core.replay(self.store.load_events(after=after))
         except HallctlError as exc:
             raise ConfigError(f"reload refused: the stored events do not fit the new config: {exc.message}") from None
         waiting = sorted({t.queue for t in core.tickets.values() if t.status == "waiting"})
@@ -337,7 +359,7 @@ class CentralService:
         }
 
     def _commit_and_publish(self, events: list[Any], key: str | None, response: dict[str, Any] | None) -> None:
-        self.store.commit(events, key, response)
+        self.store.commit(events, key, response, checkpoint=self.core.checkpoint(events) if events else None)
         self._queue_events(events)
         for event in events:
             self._observe(event)

@@ -1,4 +1,6 @@
-"""The central's event store: one SQLite file, append-only events plus idempotency responses.
+"""The central's event store: one SQLite file, append-only events plus idempotency responses,
+and a checkpoint of the core's state at the start of each business day (so that a start or a
+reload replays days, not the hall's whole history).
 
 ``commit`` writes a command's events and its response in one transaction, so after a crash either
 both are there or neither is: a request re-delivered by MQTT (QoS 1 is at-least-once) is answered
@@ -39,6 +41,11 @@ CREATE TABLE IF NOT EXISTS responses (
     ts          TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS responses_ts ON responses (ts);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    seq   INTEGER PRIMARY KEY,
+    day   TEXT NOT NULL,
+    state TEXT NOT NULL
+);
 """
 
 
@@ -144,8 +151,10 @@ class Store:
         response: dict[str, Any] | None = None,
         *,
         now: datetime | None = None,
+        checkpoint: tuple[int, str, dict[str, Any]] | None = None,
     ) -> None:
-        """Append ``events`` and remember ``response`` for ``request_key``, atomically.
+        """Append ``events`` and remember ``response`` for ``request_key``, atomically; with them
+        ``checkpoint`` (seq, day, state) when one of the events started a day.
 
         ``events`` must continue the stored sequence without gaps (seq = last_seq()+1, +2, ...).
         Raises :class:`DuplicateRequest` if ``request_key`` was already committed (nothing is
@@ -154,7 +163,7 @@ class Store:
         events = list(events)
         if (request_key is None) != (response is None):
             raise ValueError("request_key and response go together")
-        if not events and request_key is None:
+        if not events and request_key is None and checkpoint is None:
             return
         rows = [(e.seq, e.type, e.ts, _dumps(e.data)) for e in events]
         stamp = _utc_iso(now or datetime.now(timezone.utc))
@@ -182,6 +191,12 @@ class Store:
                     db.execute(
                         "INSERT INTO responses (request_key, response, ts) VALUES (?, ?, ?)",
                         (request_key, _dumps(response), stamp),
+                    )
+                if checkpoint is not None:
+                    seq, day, state = checkpoint
+                    db.execute(
+                        "INSERT OR REPLACE INTO checkpoints (seq, day, state) VALUES (?, ?, ?)",
+                        (seq, day, _dumps(state)),
                     )
                 db.execute("COMMIT")
             except BaseException:
@@ -223,6 +238,26 @@ class Store:
             if len(rows) < LOAD_BATCH:
                 return
             last = rows[-1][0]
+
+    def latest_checkpoint(self) -> tuple[int, str, dict[str, Any]] | None:
+        """The newest checkpoint at or below the last stored event: (seq, day, state)."""
+        with self._lock:
+            self._check_open()
+            row = self._db.execute(
+                "SELECT seq, day, state FROM checkpoints WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM events)"
+                " ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        return None if row is None else (row[0], row[1], json.loads(row[2]))
+
+    def day_start_seq(self, day: str) -> int | None:
+        """The seq of the ``day.started`` that began ``day``, or the newest checkpointed day
+        before it; None when no day up to ``day`` has a checkpoint (replay from the start)."""
+        with self._lock:
+            self._check_open()
+            row = self._db.execute(
+                "SELECT MAX(seq) FROM checkpoints WHERE day <= ?", (day,)
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def last_seq(self) -> int:
         with self._lock:

@@ -1,0 +1,149 @@
+"""Day checkpoints: central starts (and reloads) from the state at the start of the current
+business day instead of replaying the hall's whole history, and gets the same state.
+
+No broker is needed: the service is driven through ``respond`` (the request path without MQTT)
+on a real SQLite store, with a clock the test moves.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timedelta
+
+from test_central_core import SH, FakeClock
+
+from hallctl.central.core import Central
+from hallctl.central.kpi import Kpis
+from hallctl.central.model import HallSpec, MatterSpec, QueueSpec, WindowSpec
+from hallctl.central.service import CentralService, MqttSettings
+from hallctl.central.store import Store
+
+
+def hall() -> HallSpec:
+    return HallSpec(
+        "ckpt",
+        {"a": QueueSpec("a", "A", "综合受理"), "b": QueueSpec("b", "B", "不动产", expected_service_s=900)},
+        {"1": WindowSpec("1", "1号窗口"), "2": WindowSpec("2", "2号窗口", ("b", "a"), speed={"b": 1.5})},
+        matters={"m": MatterSpec("m", "抵押登记", "b", None, 300)},
+    )
+
+
+class Hall:
+    def __init__(self, tmp_path, clock: FakeClock) -> None:
+        self.path, self.clock, self.n = str(tmp_path / "central.db"), clock, 0
+        self.svc = self.start()
+
+    def start(self) -> CentralService:
+        return CentralService(hall(), self.path, MqttSettings(port=1), clock=self.clock)
+
+    def do(self, action: str, **data) -> dict:
+        self.n += 1
+        res = self.svc.respond("desk", action, json.dumps({"v": 1, "request_id": f"r{self.n}", "data": data}).encode())
+        assert res["status"] == "ok", res
+        return res["data"]
+
+    def day(self, tickets: int) -> None:
+        """A morning: clerks sign in, citizens come, each is served for 6 minutes."""
+        self.do("window.open", window="1", clerk="s1")
+        self.do("window.open", window="2", clerk="s2")
+        for i in range(tickets):
+            self.do("ticket.issue", **({"matter": "m"} if i % 3 == 0 else {"queue": "a"}))
+        for _ in range(tickets // 2):
+            for w in ("1", "2"):
+                if self.do("window.call_next", window=w)["ticket"]:
+                    self.clock.advance(minutes=6)
+                    self.do("window.complete", window=w)
+
+    def restart(self) -> CentralService:
+        self.svc.store.close()
+        self.svc.outbox.close()
+        self.svc = self.start()
+        return self.svc
+
+    def close(self) -> None:
+        self.svc.store.close()
+        self.svc.outbox.close()
+
+
+def full_replay(path: str) -> Central:
+    with Store(path) as store:
+        core = Central(hall(), lambda: datetime.now(SH))
+        core.replay(store.load_events())
+    return core
+
+
+def test_a_restart_replays_only_today_and_gets_the_state_of_a_full_replay(tmp_path):
+    clock = FakeClock(datetime(2026, 11, 16, 9, 0, tzinfo=SH))
+    h = Hall(tmp_path, clock)
+    for _ in range(3):
+        h.day(8)
+        clock.now = (clock.now + timedelta(days=1)).replace(hour=9, minute=0)
+    h.day(4)  # today: some tickets still waiting
+    live = h.svc.core.state
+    total = h.svc.store.last_seq()
+    svc = h.restart()
+    cp = svc.store.latest_checkpoint()
+    assert cp is not None and cp[1] == "2026-11-19"
+    assert svc.replayed == total - cp[0] < total / 3, "only today's events are replayed"
+    assert svc.core.state == live == full_replay(h.path).state
+    # the KPIs of earlier days come from the events, as before
+    with Store(h.path) as store:
+        every = Kpis.from_events(store.load_events())
+    assert svc.kpis.summary("2026-11-17") == every.summary("2026-11-17")
+    # and the hall goes on: numbers continue, the clerk is still signed in
+    assert h.do("ticket.issue", queue="a")["ticket"]["number"] == "A003"  # A001, A002 issued today
+    assert h.do("window.call_next", window="1")["ticket"]["first_clerk"] == "s1"
+    h.close()
+
+
+def test_a_store_without_checkpoints_replays_everything_once_and_gains_one(tmp_path):
+    clock = FakeClock(datetime(2026, 11, 16, 9, 0, tzinfo=SH))
+    h = Hall(tmp_path, clock)
+    h.day(6)
+    clock.advance(days=1)
+    h.day(6)
+    live = h.svc.core.state
+    h.close()
+    with sqlite3.connect(h.path) as db:  # as a store written before checkpoints existed
+        db.execute("DELETE FROM checkpoints")
+    svc = h.start()
+    h.svc = svc
+    assert svc.replayed == svc.store.last_seq() and svc.core.state == live
+    assert svc.store.latest_checkpoint()[1] == "2026-11-17"
+    total = svc.store.last_seq()
+    assert h.restart().replayed < total
+    h.close()
+
+
+def test_an_unreadable_checkpoint_falls_back_to_the_whole_log(tmp_path, caplog):
+    clock = FakeClock(datetime(2026, 11, 16, 9, 0, tzinfo=SH))
+    h = Hall(tmp_path, clock)
+    h.day(6)
+    clock.advance(days=1)
+    h.day(6)
+    live = h.svc.core.state
+    h.close()
+    with sqlite3.connect(h.path) as db:
+        db.execute("UPDATE checkpoints SET state = '{\"v\": 99}'")
+    h.svc = h.start()
+    assert "unusable" in caplog.text
+    assert h.svc.replayed == h.svc.store.last_seq() and h.svc.core.state == live
+    h.close()
+
+
+def test_a_checkpoint_is_written_with_its_events_or_not_at_all(tmp_path):
+    from hallctl.central.model import Event
+    from hallctl.central.store import StoreError
+
+    with Store(tmp_path / "s.db") as store:
+        day = Event(1, "day.started", "2026-11-16T09:00:00.000+08:00", {"day": "2026-11-16", "expired": []})
+        store.commit([day], checkpoint=(1, "2026-11-16", {"v": 1}))
+        assert store.latest_checkpoint() == (1, "2026-11-16", {"v": 1})
+        gap = Event(5, "day.started", "2026-11-17T09:00:00.000+08:00", {"day": "2026-11-17", "expired": []})
+        try:
+            store.commit([gap], checkpoint=(5, "2026-11-17", {"v": 1}))
+        except StoreError:
+            pass
+        assert store.latest_checkpoint()[0] == 1, "a failed commit leaves no checkpoint behind"
+        assert store.day_start_seq("2026-11-20") == 1 and store.day_start_seq("2026-11-15") is None
