@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
@@ -45,27 +45,29 @@ from typing import Any, Callable, Iterable, Mapping
 from hallctl.central import args
 from hallctl.central.model import (
     AT_WINDOW,
-    DEFAULT_SERVICE_S,
     PRIORITIES,
     Event,
     HallSpec,
     Ticket,
     Waiting,
-    WaitingLines,
     mask_phone,
 )
 from hallctl.central.policies import Policy, make_policy
+from hallctl.central.prediction import Predictor, minutes
+from hallctl.central.state import (
+    BoardCall,
+    HallState,
+    WindowRuntime,
+    checkpoint_doc,
+    restore_checkpoint,
+    survivors,
+)
 from hallctl.errors import BadRequest, Conflict, HallClosed, HallctlError, NotFound, UnknownCommand
 
 #: schema version of every public document this module renders
 SCHEMA_V = 1
 #: a ticket number: prefix letters then digits ("A001"; "A1000" after 999 in one day)
 NUMBER_RE = re.compile(r"^([A-Z]+)([0-9]+)$")
-#: the learned service time is an exponentially weighted mean with this weight at least, so it
-#: follows roughly the last 20 services of a queue (docs/assignment.md, "Wait prediction")
-SERVICE_WEIGHT = 1 / 20
-#: the configured prior (QueueSpec.expected_service_s) counts as this many services
-PRIOR_SAMPLES = 3
 #: personal fields in event data -> (public name, masking function)
 TO_MASK: dict[str, tuple[str, Callable[[str], str]]] = {"phone": ("phone_masked", mask_phone)}
 
@@ -82,53 +84,6 @@ class Outcome:
 
     data: dict[str, Any]
     events: list[Event]
-
-
-@dataclass
-class WindowRuntime:
-    """A window's live state: open/paused/closed, the ticket id at it (called or serving) and
-    since when (epoch seconds of its call, or of its start once started: its service began)."""
-
-    state: str = "closed"
-    ticket: str | None = None
-    since: float | None = None
-    clerk: str | None = None  # the clerk signed in (window.open {clerk}); None after close
-
-
-@dataclass(frozen=True)
-class BoardCall:
-    ticket: str
-    number: str
-    window: str
-    window_name: str
-    at: str
-
-
-@dataclass
-class HallState:
-    """Everything the engine knows. Compared with ``==`` to check that a replay is faithful."""
-
-    last_seq: int = 0
-    last_ts: str = ""  # ts of the last event: "now" for views that must not read the clock
-    day: str | None = None
-    counters: dict[str, int] = field(default_factory=dict)  # prefix -> last number issued today
-    tickets: dict[str, Ticket] = field(default_factory=dict)  # today's tickets by id
-    lines: WaitingLines = field(default_factory=WaitingLines)  # the waiting tickets, sorted
-    windows: dict[str, WindowRuntime] = field(default_factory=dict)
-    calls: list[BoardCall] = field(default_factory=list)  # newest last, at most board_size
-    #: queue -> learned mean service time (seconds at speed 1.0), starting at the queue's prior;
-    #: kept across days (it is learned from the whole event log)
-    service: dict[str, float] = field(default_factory=dict)
-    service_n: dict[str, int] = field(default_factory=dict)  # queue -> services learned from
-    #: matter -> learned mean service time, starting at the matter's prior; and its sample count
-    matter_service: dict[str, float] = field(default_factory=dict)
-    matter_n: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def waiting(self) -> dict[str, list[tuple[int, str]]]:
-        """queue -> [(issue seq, ticket id), ...] in arrival order; queues with nobody waiting are
-        left out. A copy, for diagnostics and tests; policies read :attr:`lines`."""
-        return {q: [(w.seq, w.ticket) for w in ql.all] for q, ql in self.lines.by_queue.items()}
 
 
 def _epoch(iso: str) -> float:
@@ -209,13 +164,7 @@ class Central:
         self._servers: dict[str, tuple[str, ...]] = {
             q: tuple(w.id for w in hall.windows.values() if w.serves(q)) for q in hall.queues
         }
-        # queue -> (window, speed) of the windows the policy lets call it: its wait's capacity
-        self._capable: dict[str, tuple[tuple[str, float], ...]] = {
-            q: tuple(
-                (w.id, w.speed_for(q)) for w in hall.windows.values() if self._policy.serves(w, q)
-            )
-            for q in hall.queues
-        }
+        self._predictor = Predictor(hall, self._policy)
         self._folders: dict[str, Callable[[HallState, Event], None]] = {
             "day.started": self._on_day_started,
             "ticket.issued": self._on_issued,
@@ -279,11 +228,11 @@ class Central:
         entry = self._state.lines.entries.get(ticket_id)
         if entry is None:
             return None
-        return self._predict_s(self._state, entry, (now or self._clock()).timestamp())
+        return self._predictor.predict_s(self._state, entry, (now or self._clock()).timestamp())
 
     def capable_windows(self, queue: str) -> tuple[str, ...]:
         """The windows the hall's policy lets call ``queue`` (open or not)."""
-        return tuple(w for w, _ in self._capable.get(queue, ()))
+        return tuple(w for w, _ in self._predictor.capable.get(queue, ()))
 
     def service_estimate(self, queue: str) -> float | None:
         """The learned mean service time of ``queue`` (seconds at a window of speed 1.0)."""
@@ -306,7 +255,7 @@ class Central:
                 for c in self._state.calls
             ],
             "waiting": self._waiting_counts(self._state),
-            "predicted_wait_min": self._walkin_waits(state, now),
+            "predicted_wait_min": self._predictor.walkin_waits(state, now),
         }
 
     def queue_status(self, now: datetime | None = None) -> dict[str, Any]:
@@ -402,20 +351,9 @@ class Central:
         differ from the hall it was taken under: windows new to it start closed, capacities are
         summed under ``hall``). Replaying the events after the checkpoint's seq then gives the
         state a replay of the whole log would. Raises ValueError on a document it cannot read."""
-        if not isinstance(doc, Mapping) or doc.get("v") != CHECKPOINT_V:
-            raise ValueError(f"not a v{CHECKPOINT_V} checkpoint")
         core = cls(hall, clock, policy=policy)
         state = core._state
-        try:
-            state.last_seq, state.last_ts, state.day = int(doc["seq"]), str(doc["ts"]), str(doc["day"])
-            for w, (st, clerk) in doc["windows"].items():
-                state.windows[w] = WindowRuntime(str(st), None, None, clerk)
-            for name in ("service", "matter_service"):
-                getattr(state, name).update({k: float(v) for k, v in doc[name].items()})
-            for name in ("service_n", "matter_n"):
-                getattr(state, name).update({k: int(v) for k, v in doc[name].items()})
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ValueError(f"unreadable checkpoint: {exc!r}") from None
+        restore_checkpoint(state, doc)
         for q in hall.queues:
             core._set_capacity(state, q)
         core._checkpoint = (state.last_seq, state.day, dict(doc))
@@ -457,7 +395,7 @@ class Central:
         today = self._hall.business_day(now)
         if state.day is not None and today <= state.day:  # belt and braces (DST edge)
             return _Batch(self, state, ts, local, epoch)
-        batch = _Batch(self, _survivors(state), ts, local, epoch)
+        batch = _Batch(self, survivors(state), ts, local, epoch)
         unfinished = sorted(
             t.id for t in state.tickets.values() if t.status == "waiting" or t.status in AT_WINDOW
         )
@@ -530,7 +468,7 @@ class Central:
     def _waiting_reply(self, state: HallState, ticket: Ticket, epoch: float) -> dict[str, Any]:
         view = self.ticket_view(ticket)
         entry = state.lines.entries.get(ticket.id)
-        wait = None if entry is None else _minutes(self._predict_s(state, entry, epoch))
+        wait = None if entry is None else minutes(self._predictor.predict_s(state, entry, epoch))
         view["predicted_wait_min"] = wait
         return {
             "ticket": view,
@@ -720,7 +658,7 @@ class Central:
         out: dict[str, Any] = {
             "day": state.day,
             "waiting": self._waiting_counts(state),
-            "predicted_wait_min": self._walkin_waits(state, now.timestamp()) if now else {},
+            "predicted_wait_min": self._predictor.walkin_waits(state, now.timestamp()) if now else {},
             "windows": windows,
         }
         hours = self._hall.hours
@@ -742,41 +680,6 @@ class Central:
             return None
         return bisect_left(state.lines.by_queue[entry.queue].all, entry)
 
-    # -- wait prediction ----------------------------------------------------------------------
-
-    def _predict_s(self, state: HallState, entry: Waiting, now: float) -> float | None:
-        """Seconds until ``entry`` is called: the work of the people ahead (policy order, each at
-        their queue's learned service time) over the open capacity that can serve it, plus, when
-        every such window is busy, the expected time until the first of them frees up (taken as
-        exponential: 1 / the sum of their completion rates). None with no open capable window."""
-        capacity = 0.0
-        rate = 0.0  # completions per second of the busy capable windows
-        free = False
-        windows, tickets = state.windows, state.tickets
-        for w, speed in self._capable.get(entry.queue, ()):
-            live = windows.get(w)
-            if live is None or live.state != "open":
-                continue
-            capacity += speed
-            if live.ticket is None:
-                free = True
-            elif not free:  # the rate only matters while no capable window is free
-                rate += speed / self._ticket_service(state, tickets.get(live.ticket))
-        if capacity <= 0:
-            return None
-        wait = self._policy.work_ahead(state.lines, entry, now, _MixService(self, state)) / capacity
-        if not free and rate > 0:
-            wait += 1.0 / rate
-        return wait
-
-    def _walkin_waits(self, state: HallState, now: float) -> dict[str, float | None]:
-        """queue -> predicted minutes for a walk-in issued now (for the board)."""
-        seq = state.last_seq + 1  # after everyone already issued
-        return {
-            q: _minutes(self._predict_s(state, Waiting(seq, "", q, "walkin", now, None), now))
-            for q in self._hall.queues
-        }
-
     def _ts_epoch(self, ts: str) -> float:
         """Epoch seconds of an event ts; the events of one command share their ts, so one
         parse per command at most."""
@@ -785,38 +688,6 @@ class Central:
             epoch = _epoch(ts)
             self._ts_cache = (ts, epoch)
         return epoch
-
-    def _learn_service(self, state: HallState, t: Ticket, window: str, seconds: float) -> None:
-        """Fold one observed service into its queue's mean and its matter's (at speed 1.0)."""
-        queue = t.queue
-        spec = self._hall.windows.get(window)
-        work = seconds * (spec.speed_for(queue) if spec is not None else 1.0)
-        q = self._hall.queues.get(queue)
-        prior = q.expected_service_s if q is not None else DEFAULT_SERVICE_S
-        _ewma(state.service, state.service_n, queue, work, prior)
-        if t.matter is not None:
-            _ewma(state.matter_service, state.matter_n, t.matter, work,
-                  self._matter_prior(state, t.matter, queue))
-
-    def _matter_prior(self, state: HallState, matter: str, queue: str) -> float:
-        """A matter's own configured time, else what its queue has learned so far (a matter
-        without a figure of its own is as long as its section's average)."""
-        spec = self._hall.matters.get(matter)
-        if spec is not None and spec.expected_service_s is not None:
-            return spec.expected_service_s
-        return state.service.get(queue, DEFAULT_SERVICE_S)
-
-    def _matter_estimate(self, state: HallState, matter: str, queue: str) -> float:
-        learned = state.matter_service.get(matter)
-        return learned if learned is not None else self._matter_prior(state, matter, queue)
-
-    def _ticket_service(self, state: HallState, t: Ticket | None) -> float:
-        """Expected service seconds (speed 1.0) of one ticket: its matter's, else its queue's."""
-        if t is None:
-            return DEFAULT_SERVICE_S
-        if t.matter is not None:
-            return self._matter_estimate(state, t.matter, t.queue)
-        return state.service.get(t.queue, DEFAULT_SERVICE_S)
 
     # -- folding events into a state (the only code that changes a HallState) -----------------
 
@@ -837,7 +708,7 @@ class Central:
         state.last_seq = event.seq
         state.last_ts = event.ts
         if event.type == "day.started":  # kept once the state it was folded into is committed
-            self._pending_cp = (event.seq, str(state.day), _checkpoint_doc(state))
+            self._pending_cp = (event.seq, str(state.day), checkpoint_doc(state))
 
     def _on_day_started(self, state: HallState, event: Event) -> None:
         state.day = event.data["day"]
@@ -909,7 +780,7 @@ class Central:
         if status == "done" and live is not None and live.ticket == t.id and live.since is not None:
             seconds = self._ts_epoch(event.ts) - live.since
             if seconds >= 0:  # a clock set back says nothing about the service
-                self._learn_service(state, t, window, seconds)
+                self._predictor.learn(state, t, window, seconds)
         self._leave_window(state, window, t.id)
 
     def _on_transferred(self, state: HallState, event: Event) -> None:
@@ -962,86 +833,6 @@ class Central:
         calls = [c for c in state.calls if c.ticket != t.id]
         calls.append(BoardCall(t.id, t.number, d["window"], d.get("window_name", d["window"]), event.ts))
         state.calls = calls[-self._hall.board_size :]
-
-
-def _survivors(state: HallState) -> HallState:
-    """A copy of only what ``day.started`` keeps (the seq, the day until the event says otherwise,
-    window states and capacity, the learned service times): folding ``day.started`` into it gives the same state as folding
-    it into a deep copy, at a fraction of the cost of copying a whole day's tickets."""
-    lines = WaitingLines()
-    lines.capacity = dict(state.lines.capacity)
-    return HallState(
-        last_seq=state.last_seq,
-        last_ts=state.last_ts,
-        day=state.day,
-        lines=lines,
-        windows={
-            w: WindowRuntime(live.state, live.ticket, live.since, live.clerk)
-            for w, live in state.windows.items()
-        },
-        service=dict(state.service),
-        service_n=dict(state.service_n),
-        matter_service=dict(state.matter_service),
-        matter_n=dict(state.matter_n),
-    )
-
-
-#: version of the checkpoint document (:meth:`Central.checkpoint`)
-CHECKPOINT_V = 1
-
-
-def _checkpoint_doc(state: HallState) -> dict[str, Any]:
-    """What a new day keeps (see :func:`_survivors`), as JSON: no tickets, nothing personal."""
-    return {
-        "v": CHECKPOINT_V,
-        "seq": state.last_seq,
-        "ts": state.last_ts,
-        "day": state.day,
-        "windows": {w: [live.state, live.clerk] for w, live in state.windows.items()},
-        "service": dict(state.service),
-        "service_n": dict(state.service_n),
-        "matter_service": dict(state.matter_service),
-        "matter_n": dict(state.matter_n),
-    }
-
-
-def _ewma(means: dict[str, float], counts: dict[str, int], key: str, x: float, prior: float) -> None:
-    """Fold ``x`` into ``means[key]`` (starting at ``prior``, which counts as PRIOR_SAMPLES)."""
-    n = counts.get(key, 0)
-    old = means.get(key, prior)
-    weight = max(1.0 / (n + 1 + PRIOR_SAMPLES), SERVICE_WEIGHT)
-    means[key] = old + weight * (x - old)
-    counts[key] = n + 1
-
-
-class _MixService:
-    """queue -> expected service seconds of ITS WAITING tickets, for the policies' work_ahead:
-    the queue's learned mean, or, where waiting tickets name their matters, the mean of those
-    matters' learned times (a line of long matters is slower than one of short ones)."""
-
-    __slots__ = ("_core", "_state")
-
-    def __init__(self, core: "Central", state: HallState) -> None:
-        self._core, self._state = core, state
-
-    def get(self, queue: str, default: float = 0.0) -> float:
-        state = self._state
-        base = state.service.get(queue, default)
-        ql = state.lines.by_queue.get(queue)
-        if ql is None or not ql.matters:
-            return base
-        n = len(ql.all)
-        known = 0
-        total = 0.0
-        for matter, count in ql.matters.items():
-            total += count * self._core._matter_estimate(state, matter, queue)
-            known += count
-        return (total + (n - known) * base) / n
-
-
-def _minutes(seconds: float | None) -> float | None:
-    """Seconds as minutes with one decimal (what the ticket, board and SMS show)."""
-    return None if seconds is None else round(seconds / 60.0, 1)
 
 
 _WINDOW_STATE_AFTER = {"window.opened": "open", "window.paused": "paused", "window.closed": "closed"}
