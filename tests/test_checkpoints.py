@@ -97,7 +97,8 @@ def test_a_restart_replays_only_today_and_gets_the_state_of_a_full_replay(tmp_pa
     h.close()
 
 
-def test_a_store_without_checkpoints_replays_everything_once_and_gains_one(tmp_path):
+def two_days_then_stop(tmp_path) -> tuple[Hall, object]:
+    """Two business days of service, central stopped; returns the hall and its last live state."""
     clock = FakeClock(datetime(2026, 11, 16, 9, 0, tzinfo=SH))
     h = Hall(tmp_path, clock)
     h.day(6)
@@ -105,6 +106,11 @@ def test_a_store_without_checkpoints_replays_everything_once_and_gains_one(tmp_p
     h.day(6)
     live = h.svc.core.state
     h.close()
+    return h, live
+
+
+def test_a_store_without_checkpoints_replays_everything_once_and_gains_one(tmp_path):
+    h, live = two_days_then_stop(tmp_path)
     with sqlite3.connect(h.path) as db:  # as a store written before checkpoints existed
         db.execute("DELETE FROM checkpoints")
     svc = h.start()
@@ -117,13 +123,7 @@ def test_a_store_without_checkpoints_replays_everything_once_and_gains_one(tmp_p
 
 
 def test_an_unreadable_checkpoint_falls_back_to_the_whole_log(tmp_path, caplog):
-    clock = FakeClock(datetime(2026, 11, 16, 9, 0, tzinfo=SH))
-    h = Hall(tmp_path, clock)
-    h.day(6)
-    clock.advance(days=1)
-    h.day(6)
-    live = h.svc.core.state
-    h.close()
+    h, live = two_days_then_stop(tmp_path)
     with sqlite3.connect(h.path) as db:
         db.execute("UPDATE checkpoints SET state = '{\"v\": 99}'")
     h.svc = h.start()
