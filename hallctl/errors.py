@@ -7,6 +7,7 @@ obvious built-in, so callers may catch either (the gpiozero pattern).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 #: code -> one-line meaning. This table is part of topic contract v1 (docs/topics.md).
@@ -26,15 +27,27 @@ CODES: dict[str, str] = {
 }
 
 
+#: a mainland mobile number, or an 18-character resident ID number, inside any text
+_PERSONAL = re.compile(r"(?<![0-9])(?:1[3-9][0-9]{9}|[1-9][0-9]{16}[0-9Xx])(?![0-9])")
+
+
+def scrub(text: str) -> str:
+    """``text`` with every phone or ID card number in it masked (138****8000, 110***********123X)."""
+    return _PERSONAL.sub(lambda m: f"{m[0][:3]}{'*' * (len(m[0]) - 7)}{m[0][-4:]}", text)
+
+
 class HallctlError(Exception):
     """Root of every hallctl error. ``code`` is stable; ``message`` is for humans."""
 
     code = "internal"
 
     def __init__(self, message: str = "", **detail: Any) -> None:
-        super().__init__(message or CODES.get(self.code, self.code))
-        self.message = message or CODES.get(self.code, self.code)
-        self.detail = detail
+        # messages echo what a client sent (an unknown queue id...), and they end up in responses
+        # and logs: a phone or ID card number in them is masked whatever field it came in
+        message = scrub(message or CODES.get(self.code, self.code))
+        super().__init__(message)
+        self.message = message
+        self.detail = {k: scrub(v) if isinstance(v, str) else v for k, v in detail.items()}
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "message": self.message}

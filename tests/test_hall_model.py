@@ -3,10 +3,11 @@ lunch break and holidays, numbering per class, and where a ticket stands as the 
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, time, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_central_core import SH, FakeClock
 
@@ -330,3 +331,45 @@ def test_matters_and_departments_are_checked():
         hall(matters={"x": MatterSpec("x", "X", "tax", "police")})
     with pytest.raises(ConfigError, match="positive"):
         MatterSpec("x", "X", "tax", None, -5)
+
+
+# -- garbage in: a coded error, nothing changed --------------------------------------------
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=12)
+    | st.sampled_from(["estate", "tax", "transfer", "1", "2", "A001", "2026-11-23-B001", "green",
+                       "appointment", "19400101", "13912345678", "11010519491231002X",
+                       "2026-11-23T10:00:00+08:00"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+FIELDS = st.sampled_from(["queue", "matter", "window", "ticket", "clerk", "phone", "priority", "slot",
+                          "birth_date", "channel", "x"])
+
+
+@settings(max_examples=400, deadline=None)
+@example(action="ticket.issue", data={"queue": "13912345678"})
+@example(action="ticket.issue", data={"matter": "11010519491231002X"})
+@example(action="window.call_next", data={"window": "13912345678"})
+@example(action="ticket.status", data={"ticket": "A13912345678"})
+@example(action="13912345678", data={})
+@given(action=st.sampled_from(Central.ACTIONS + ("ticket.print", "", "window")),
+       data=st.one_of(JSONISH, st.dictionaries(FIELDS, JSONISH, max_size=4)))
+def test_any_request_gets_a_result_or_a_coded_error_and_an_error_changes_nothing(action, data):
+    from hallctl.errors import HallctlError
+
+    clock = FakeClock(datetime(2026, 11, 23, 10, 0, tzinfo=SH))
+    c = Central(hall(hours=LUNCH, class_prefix={"green": "L"}), clock)
+    c.handle("window.open", {"window": "1"})
+    c.handle("ticket.issue", {"matter": "transfer", "phone": "13912345678"})
+    before, seq = repr(c.state), c.last_seq
+    try:
+        out = c.handle(action, data)
+    except HallctlError as exc:
+        assert exc.code in ("bad_request", "not_found", "conflict", "unknown_command", "hall_closed")
+        assert repr(c.state) == before and c.last_seq == seq
+        text = json.dumps(exc.to_dict(), ensure_ascii=False)
+        assert not [p for p in ("13912345678", "19400101", "11010519491231002X") if p in text], text
+        return
+    assert isinstance(out.data, dict)
+    assert "13912345678" not in json.dumps([Central.event_public(e) for e in out.events], ensure_ascii=False)

@@ -6,6 +6,8 @@ scenario promises (volumes, service means), on a few simulated days at most.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import statistics
 from collections import Counter, defaultdict
@@ -14,6 +16,7 @@ from datetime import date, datetime
 import pytest
 
 from hallctl.central.model import HallSpec, QueueSpec, WindowSpec
+from hallctl.errors import HallClosed
 from hallctl.sim.hallsim.crosscheck import (
     erlang_c_check,
     erlang_c_probability,
@@ -222,7 +225,8 @@ def test_window_speed_divides_service_time_when_the_core_has_speeds():
 
 
 def test_a_simulated_day_may_run_past_midnight_but_not_past_the_reset_hour():
-    hall = build_hall("u24", XS, policy="fifo")
+    # a hall that issues at any hour (the scenario's opening hours would refuse a 23:50 ticket)
+    hall = dataclasses.replace(build_hall("u24", XS, policy="fifo"), hours=None)
     assert hall.day_reset_hour == 4
     # a citizen served from 23:50 to 00:10 is still today's business day
     ok = HallDay(hall, [Arrival(1430.0, "scjg", 20.0, 1.0, 0.0, 1.0, 1.0)], day=DAY, open_at=1420.0).run()
@@ -230,6 +234,18 @@ def test_a_simulated_day_may_run_past_midnight_but_not_past_the_reset_hour():
     late = [Arrival(1670.0, "scjg", 20.0, 1.0, 0.0, 1.0, 1.0)]  # served until 04:10 the next morning
     with pytest.raises(SimError, match="reset hour"):
         HallDay(hall, late, day=DAY, open_at=1660.0).run()
+
+
+def test_the_simulated_hall_issues_through_the_cores_opening_hours():
+    """The layouts carry the scenario's periods as the hall's hours, so every simulated ticket
+    passes the same gate as a kiosk's; a citizen at 12:10 is refused."""
+    hall = build_hall("u24", XS, policy="default")
+    assert hall.hours is not None and hall.hours.describe() == ["08:30-12:00", "13:30-17:00"]
+    arrivals, result = run_day("u24", day=2)
+    assert len(result.records) == len(arrivals) > 500
+    lunch = [Arrival(730.0, "scjg", 5.0, 1.0, 0.0, 1.0, 1.0)]
+    with pytest.raises(HallClosed):
+        HallDay(hall, lunch, day=DAY, open_at=725.0).run()
 
 
 def test_no_service_lasts_longer_than_a_working_day():

@@ -68,7 +68,16 @@ def build_hall(
             kwargs["speed"] = speeds(i, skills)
         windows[wid] = WindowSpec(wid, f"{i}号窗口", skills, **kwargs)  # type: ignore[arg-type]
     extra: dict[str, object] = {}
-    if policy is not None and "policy" in {f.name for f in dataclasses.fields(HallSpec)}:
+    hall_fields = {f.name for f in dataclasses.fields(HallSpec)}
+    if policy is not None and "policy" in hall_fields:
         extra["policy"] = policy
+    if "hours" in hall_fields:  # the core refuses tickets outside them: every arrival must pass
+        from hallctl.central.hours import OpeningHours
+
+        extra["hours"] = OpeningHours.parse([f"{_hhmm(a)}-{_hhmm(b)}" for a, b in scenario.periods])
     return HallSpec(hall_id=f"sim-{layout}", queues=queues, windows=windows,  # type: ignore[arg-type]
                     day_reset_hour=DAY_RESET_HOUR, **extra)
+
+
+def _hhmm(minutes: float) -> str:
+    return f"{int(minutes) // 60:02d}:{int(minutes) % 60:02d}"
