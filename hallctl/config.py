@@ -100,6 +100,8 @@ class HallSettings:
     elderly_age: int = 65
     #: an appointment is called with priority from this long before its slot
     appointment_grace_s: float = 120.0
+    #: an appointment checked in later than this after its slot is issued as a walk-in
+    appointment_late_s: float = 900.0
     #: a window takes a secondary skill's ticket that has waited this much longer than its own
     overflow_after_s: float = 300.0
     #: any ticket waiting longer than this goes first (anti-starvation)
@@ -240,6 +242,7 @@ _HALL_FIELDS = (
     _Field("policy", str, "default", lambda v: None if v in POLICY_NAMES else f"one of {', '.join(POLICY_NAMES)}"),
     _Field("elderly_age", int, 65, _between(1, 150)),
     _Field("appointment_grace_s", float, 120.0, lambda v: None if v >= 0 else "must be >= 0"),
+    _Field("appointment_late_s", float, 900.0, lambda v: None if v >= 0 else "must be >= 0"),
     _Field("overflow_after_s", float, 300.0, lambda v: None if v >= 0 else "must be >= 0"),
     _Field("max_wait_boost_s", float, 1200.0, lambda v: None if v > 0 else "must be > 0"),
     _Field("auto_no_show", bool, False),

@@ -373,3 +373,21 @@ def test_any_request_gets_a_result_or_a_coded_error_and_an_error_changes_nothing
         return
     assert isinstance(out.data, dict)
     assert "13912345678" not in json.dumps([Central.event_public(e) for e in out.events], ensure_ascii=False)
+
+
+def test_an_appointment_too_late_for_its_slot_queues_as_a_walk_in():
+    clock = FakeClock(datetime(2026, 11, 23, 9, 10, tzinfo=SH))
+    c, events = Central(hall(class_prefix={"appointment": "Y"}), clock), []
+    slot = "2026-11-23T09:00:00+08:00"
+    on_time = run(c, events, "ticket.issue", queue="tax", priority="appointment", slot=slot)
+    assert on_time["ticket"]["priority"] == "appointment" and on_time["ticket"]["number"] == "Y001"
+    assert "missed_slot" not in on_time
+    clock.advance(minutes=6)  # 09:16: more than appointment_late_s (15 min) after the slot
+    late = run(c, events, "ticket.issue", queue="tax", priority="appointment", slot=slot)
+    assert (late["ticket"]["priority"], late["ticket"]["slot"], late["ticket"]["number"]) == ("walkin", None, "C001")
+    assert late["missed_slot"] == "2026-11-23T09:00:00+08:00"
+    assert events[-1].data["missed_slot"] == "2026-11-23T09:00:00+08:00" and "priority" not in events[-1].data
+    twin = Central(hall(class_prefix={"appointment": "Y"}), clock)
+    twin.replay(events)
+    assert twin.state == c.state
+    assert Kpis.from_events(events).summary()["tickets"]["missed_slot"] == 1

@@ -440,11 +440,14 @@ class Central:
                 raise BadRequest("birth_date: must be a date YYYYMMDD", field="birth_date")
             if args.age(born, today) >= self._hall.elderly_age:
                 priority, slot = "green", None  # green channel outranks an appointment
-        slot_text = None
+        slot_text = missed = None
         if slot is not None:
             if self._hall.business_day(slot) != state.day:
                 raise BadRequest(f"slot: must be on the business day {state.day}", field="slot")
             slot_text = self._hall.local(slot).isoformat(timespec="seconds")
+            if batch.epoch > slot.timestamp() + self._hall.appointment_late_s:
+                # too late for the slot: queues as a walk-in (the kiosk tells the citizen so)
+                priority, missed, slot_text = "walkin", slot_text, None
         prefix = self._hall.prefix_for(queue, priority)
         number = f"{prefix}{state.counters.get(prefix, 0) + 1:03d}"
         data: dict[str, Any] = {
@@ -461,9 +464,14 @@ class Central:
             data["priority"] = priority
         if slot_text is not None:
             data["slot"] = slot_text
+        if missed is not None:
+            data["missed_slot"] = missed
         batch.emit("ticket.issued", data)
         ticket = state.tickets[data["ticket"]]
-        return self._waiting_reply(state, ticket, batch.epoch)
+        reply = self._waiting_reply(state, ticket, batch.epoch)
+        if missed is not None:
+            reply["missed_slot"] = missed
+        return reply
 
     def _waiting_reply(self, state: HallState, ticket: Ticket, epoch: float) -> dict[str, Any]:
         view = self.ticket_view(ticket)

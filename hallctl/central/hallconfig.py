@@ -27,6 +27,7 @@ def hall_from_config(cfg: CentralConfig) -> HallSpec:
             policy=hs.policy,
             elderly_age=hs.elderly_age,
             appointment_grace_s=float(hs.appointment_grace_s),
+            appointment_late_s=float(hs.appointment_late_s),
             overflow_after_s=float(hs.overflow_after_s),
             max_wait_boost_s=float(hs.max_wait_boost_s),
             auto_no_show=hs.auto_no_show,

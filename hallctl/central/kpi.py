@@ -77,6 +77,7 @@ class TicketKpi:
     recalls: int = 0
     waiting_since: float | None = None
     matter: str | None = None  # the current (last) matter, when the kiosk asked
+    missed_slot: bool = False  # came for an appointment too late and queued as a walk-in
     department: str | None = None  # that matter's department at the time
 
     @property
@@ -246,6 +247,7 @@ class Kpis:
             waiting_since=since,
             matter=_opt_str(d.get("matter")),
             department=_opt_str(d.get("department")),
+            missed_slot="missed_slot" in d,
         )
         return True
 
@@ -531,6 +533,7 @@ def _counts(tickets: list[TicketKpi]) -> dict[str, int]:
         "expired": status["expired"],
         "transferred": sum(1 for tk in tickets if tk.transfers),
         "recalls": sum(tk.recalls for tk in tickets),
+        "missed_slot": sum(1 for tk in tickets if tk.missed_slot),
     }
 
 

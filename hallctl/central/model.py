@@ -191,6 +191,8 @@ class HallSpec:
     Calling (docs/assignment.md): ``policy`` names the policy; ``elderly_age`` is the age (on the
     day) from which a ticket issued with a birth date becomes green channel;
     ``appointment_grace_s`` how long before its slot an appointment gets priority;
+    ``appointment_late_s`` how late after its slot an appointment may still check in as one (a
+    later one is issued as a walk-in: 预约过时);
     ``overflow_after_s`` how much longer than a window's own head a secondary queue's head must
     have waited before the window takes it; ``max_wait_boost_s`` the wait after which any ticket
     goes first (anti-starvation).
@@ -207,6 +209,7 @@ class HallSpec:
     policy: str = "default"
     elderly_age: int = 65
     appointment_grace_s: float = 120.0
+    appointment_late_s: float = 900.0
     overflow_after_s: float = 300.0
     max_wait_boost_s: float = 1200.0
     #: matters (事项) by id, each served in one queue; departments they belong to
@@ -279,6 +282,7 @@ class HallSpec:
             raise ConfigError("must be an age 1..150", key="elderly_age")
         for name, zero in (
             ("appointment_grace_s", True),
+            ("appointment_late_s", True),
             ("overflow_after_s", True),
             ("max_wait_boost_s", False),
         ):
