@@ -8,7 +8,7 @@ obvious built-in, so callers may catch either (the gpiozero pattern).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Mapping
 
 #: code -> one-line meaning. This table is part of topic contract v1 (docs/topics.md).
 CODES: dict[str, str] = {
@@ -27,13 +27,35 @@ CODES: dict[str, str] = {
 }
 
 
-#: a mainland mobile number, or an 18-character resident ID number, inside any text
-_PERSONAL = re.compile(r"(?<![0-9])(?:1[3-9][0-9]{9}|[1-9][0-9]{16}[0-9Xx])(?![0-9])")
+#: a mainland mobile number (also +86/0086-prefixed, or split by '-' or spaces), or an 18-character
+#: resident ID number, inside any text; full-width digits are read as digits first
+_PERSONAL = re.compile(
+    r"(?<![0-9])(?:(?:\+|00)86[- ]?)?1[3-9][0-9](?:[- ]?[0-9]){8}(?![0-9])"
+    r"|(?<![0-9])[1-9][0-9]{16}[0-9Xx](?![0-9])"
+)
+_FULLWIDTH_DIGITS = str.maketrans("０１２３４５６７８９＋", "0123456789+")
 
 
-def scrub(text: str) -> str:
-    """``text`` with every phone or ID card number in it masked (138****8000, 110***********123X)."""
-    return _PERSONAL.sub(lambda m: f"{m[0][:3]}{'*' * (len(m[0]) - 7)}{m[0][-4:]}", text)
+def _mask(m: re.Match[str]) -> str:
+    text = m[0]
+    return f"{text[:3]}{'*' * max(len(text) - 7, 4)}{text[-4:]}"
+
+
+def scrub(value: Any) -> Any:
+    """``value`` with every phone or ID card number in it masked (138****8000,
+    110***********123X): in a text, or in the texts and integers of a list or mapping."""
+    if isinstance(value, str):
+        if _PERSONAL.search(value.translate(_FULLWIDTH_DIGITS)) is None:
+            return value
+        return _PERSONAL.sub(_mask, value.translate(_FULLWIDTH_DIGITS))
+    if isinstance(value, int) and not isinstance(value, bool):
+        masked = scrub(str(value))
+        return value if masked == str(value) else masked
+    if isinstance(value, Mapping):
+        return {k: scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub(v) for v in value]
+    return value
 
 
 class HallctlError(Exception):
@@ -47,7 +69,7 @@ class HallctlError(Exception):
         message = scrub(message or CODES.get(self.code, self.code))
         super().__init__(message)
         self.message = message
-        self.detail = {k: scrub(v) if isinstance(v, str) else v for k, v in detail.items()}
+        self.detail = {k: scrub(v) for k, v in detail.items()}
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "message": self.message}

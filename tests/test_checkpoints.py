@@ -7,10 +7,12 @@ on a real SQLite store, with a clock the test moves.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from datetime import datetime, timedelta
 
+import pytest
 from test_central_core import SH, FakeClock
 
 from hallctl.central.core import Central
@@ -20,10 +22,10 @@ from hallctl.central.service import CentralService, MqttSettings
 from hallctl.central.store import Store
 
 
-def hall() -> HallSpec:
+def hall(b_prior: float = 900.0) -> HallSpec:
     return HallSpec(
         "ckpt",
-        {"a": QueueSpec("a", "A", "综合受理"), "b": QueueSpec("b", "B", "不动产", expected_service_s=900)},
+        {"a": QueueSpec("a", "A", "综合受理"), "b": QueueSpec("b", "B", "不动产", expected_service_s=b_prior)},
         {"1": WindowSpec("1", "1号窗口"), "2": WindowSpec("2", "2号窗口", ("b", "a"), speed={"b": 1.5})},
         matters={"m": MatterSpec("m", "抵押登记", "b", None, 300)},
     )
@@ -32,10 +34,11 @@ def hall() -> HallSpec:
 class Hall:
     def __init__(self, tmp_path, clock: FakeClock) -> None:
         self.path, self.clock, self.n = str(tmp_path / "central.db"), clock, 0
+        self.hall = hall()
         self.svc = self.start()
 
     def start(self) -> CentralService:
-        return CentralService(hall(), self.path, MqttSettings(port=1), clock=self.clock)
+        return CentralService(self.hall, self.path, MqttSettings(port=1), clock=self.clock)
 
     def do(self, action: str, **data) -> dict:
         self.n += 1
@@ -117,6 +120,7 @@ def test_a_store_without_checkpoints_replays_everything_once_and_gains_one(tmp_p
     h.svc = svc
     assert svc.replayed == svc.store.last_seq() and svc.core.state == live
     assert svc.store.latest_checkpoint()[1] == "2026-11-17"
+    assert svc.store.nth_newest_day_start(2) == 1, "every day of the old log got its checkpoint"
     total = svc.store.last_seq()
     assert h.restart().replayed < total
     h.close()
@@ -147,3 +151,74 @@ def test_a_checkpoint_is_written_with_its_events_or_not_at_all(tmp_path):
             pass
         assert store.latest_checkpoint()[0] == 1, "a failed commit leaves no checkpoint behind"
         assert store.day_start_seq("2026-11-20") == 1 and store.day_start_seq("2026-11-15") is None
+
+
+def test_a_checkpoint_left_behind_by_removed_events_is_never_used(tmp_path):
+    h, _ = two_days_then_stop(tmp_path)
+    with sqlite3.connect(h.path) as db:  # someone cut the log back to the first day by hand
+        first_day_end = db.execute("SELECT MIN(seq) FROM events WHERE type='day.started' AND seq > 1").fetchone()[0]
+        db.execute("DELETE FROM events WHERE seq >= ?", (first_day_end,))
+    h.svc = h.start()
+    assert h.svc.core.day == "2026-11-16" and h.svc.core.state == full_replay(h.path).state
+    for _ in range(30):  # the log grows past the stale checkpoint's seq again, on day one
+        h.do("ticket.issue", queue="a")
+    svc = h.restart()
+    assert svc.core.state == full_replay(h.path).state
+    h.close()
+
+
+def test_a_checkpoint_that_is_not_json_means_one_whole_replay_then_a_good_checkpoint(tmp_path, caplog):
+    h, live = two_days_then_stop(tmp_path)
+    with sqlite3.connect(h.path) as db:
+        db.execute("UPDATE checkpoints SET state = '{not json'")
+    h.svc = h.start()
+    assert "unusable" in caplog.text and h.svc.core.state == live
+    assert h.svc.replayed == h.svc.store.last_seq()
+    total = h.svc.store.last_seq()
+    assert h.restart().replayed < total / 2, "the bad checkpoint was rewritten"
+    h.close()
+
+
+@pytest.mark.parametrize("had_checkpoints", [True, False])
+def test_after_a_restart_kpis_and_staffing_history_are_what_the_running_central_had(tmp_path, had_checkpoints):
+    """A window opened weeks ago and never closed, 40 days of service: the KPIs (35 days) and the
+    staffing history (35 calendar days) come out of a restart as the running central had them,
+    also from a store written before checkpoints existed."""
+    clock = FakeClock(datetime(2026, 9, 1, 9, 0, tzinfo=SH))
+    h = Hall(tmp_path, clock)
+    h.do("window.open", window="1", clerk="s1")
+    for d in range(43):  # the last day (Monday) has tickets
+        clock.now = datetime(2026, 9, 1, 9, 0, tzinfo=SH) + timedelta(days=d)
+        if d % 7 in (5, 6):  # weekends: central runs, nobody comes
+            h.svc._commit_and_publish(h.svc.core.tick().events, None, None)  # housekeeping's tick
+            continue
+        for _ in range(3):
+            h.do("ticket.issue", queue="a")
+            h.do("window.call_next", window="1")
+            clock.advance(minutes=5)
+            h.do("window.complete", window="1")
+    live_kpis, live_advice = h.svc.kpis.summary(None), h.svc.staffing_advice()
+    if not had_checkpoints:
+        h.close()
+        with sqlite3.connect(h.path) as db:
+            db.execute("DELETE FROM checkpoints")
+        h.svc = h.start()
+        assert h.svc.kpis.summary(None) == live_kpis and h.svc.staffing_advice() == live_advice
+    svc = h.restart()
+    assert svc.observed < svc.store.last_seq(), "not the whole log"
+    assert svc.kpis.summary(None) == live_kpis
+    assert live_kpis["by_window"]["1"]["state"] == "open" and "clerk:s1" in live_kpis["by_clerk"]
+    assert svc.staffing_advice() == live_advice and live_advice["history_days"] > 20
+    h.close()
+
+
+def test_a_queue_never_served_takes_its_new_expected_time_after_a_restart(tmp_path):
+    h, _ = two_days_then_stop(tmp_path)
+    learned_a = full_replay(h.path).service_estimate("a")
+    h.hall = dataclasses.replace(hall(), queues={**hall().queues, "c": QueueSpec("c", "C", "税务", 300)})
+    h.hall = dataclasses.replace(h.hall, queues={**h.hall.queues, "a": QueueSpec("a", "A", "综合受理", 1200)})
+    svc = h.start()
+    h.svc = svc
+    assert svc.core.service_estimate("c") == 300.0, "a new queue: its configured time"
+    assert svc.core.service_estimate("a") == learned_a, "a served queue keeps what it learned"
+    h.close()

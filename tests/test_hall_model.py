@@ -391,3 +391,20 @@ def test_an_appointment_too_late_for_its_slot_queues_as_a_walk_in():
     twin.replay(events)
     assert twin.state == c.state
     assert Kpis.from_events(events).summary()["tickets"]["missed_slot"] == 1
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("queue '+8613800138000'", "queue '+86*******8000'"),
+    ("138-0013-8000", "138******8000"),
+    ("138 0013 8000", "138******8000"),
+    ("１３８００１３８０００", "138****8000"),
+    ("id 11010519491231002X", "id 110***********002X"),
+    ("ticket 2026-11-23-A001 at seq 1700000000123", "ticket 2026-11-23-A001 at seq 1700000000123"),
+])
+def test_scrub_masks_phone_and_id_numbers_however_written_and_leaves_the_rest(text, shown):
+    from hallctl.errors import BadRequest, scrub
+
+    assert scrub(text) == shown
+    err = BadRequest(text, value=13800138000, values=[text, {"phone": "13800138000"}])
+    assert err.message == shown
+    assert err.detail == {"value": "138****8000", "values": [shown, {"phone": "138****8000"}]}

@@ -355,3 +355,17 @@ def test_no_window_idles_while_work_it_may_serve_waits(policy):
                      options=SimOptions(mix="priority")).run()
     assert result.repolls == 0
     assert len(result.records) == len(arrivals) and all(r.done is not None for r in result.records)
+
+
+def test_no_simulated_arrival_rounds_onto_a_closing_time():
+    """The core's clock has whole microseconds: an arrival 5 ns before 12:00 would be issued at
+    12:00:00.000000 and refused. The generator stops a margin short of every slice's end."""
+    from hallctl.sim.hallsim.scenario import END_MARGIN_MIN
+
+    hall = build_hall("u24", XS, policy="default")
+    with pytest.raises(HallClosed):
+        HallDay(hall, [Arrival(720.0 - 5e-9, "scjg", 5.0, 1.0, 0.0, 1.0, 1.0)], day=DAY, open_at=719.0).run()
+    ends = {b for _, b in XS.periods}
+    for day in range(30):
+        for a in generate_day(XS, 11, day):
+            assert all(not (e - END_MARGIN_MIN <= a.t < e) for e in ends)

@@ -175,6 +175,14 @@ class Kpis:
         self._current: DayKpi | None = None
         self._ts_cache: tuple[str, float] = ("", 0.0)
         self.skipped = 0  # events about tickets never seen issued
+        #: window -> (state, clerk) the first day folded starts with (see :meth:`seed_windows`)
+        self._seed: dict[str, tuple[str, str | None]] = {}
+
+    def seed_windows(self, windows: Mapping[str, tuple[str, str | None]]) -> None:
+        """The windows' states when the first folded day starts, for a fold that begins in the
+        middle of the log (central's start from a day checkpoint): a window opened weeks ago and
+        never closed is still open, and its clerk still signed in."""
+        self._seed = dict(windows)
 
     @classmethod
     def from_events(cls, events: Iterable[EventLike], **kwargs: Any) -> "Kpis":
@@ -208,7 +216,10 @@ class Kpis:
     def _start_day(self, name: str, t: float, ts: str) -> DayKpi:
         old = self._current
         carried: dict[str, WindowKpi] = {}
-        if old is not None:
+        if old is None:
+            carried = {w: WindowKpi(state=st, clerk=clerk, last=t)
+                       for w, (st, clerk) in self._seed.items() if st != "closed"}
+        else:
             end = old.last if old.last is not None else t
             for wid, w in old.windows.items():
                 w.advance(end)

@@ -141,6 +141,7 @@ class CentralService:
                     self._staffing_slot = slot
                 await self._publish_kpis()
                 self.store.prune_responses(RESPONSE_DAYS)
+                self._trim_arrivals()
             except Exception:  # noqa: BLE001 - housekeeping must not stop the hall
                 log.exception("central housekeeping failed")
 
@@ -250,24 +251,38 @@ class CentralService:
         """The core (and the KPIs and arrival history) as the store says they are. Used at start
         and when a commit failed, so memory (and the retained state built from it) never holds
         what the disk does not. The core starts from the newest day checkpoint and replays the
-        events after it; the KPIs and the staffing history replay their last HISTORY_DAYS days."""
+        events after it; the KPIs replay their newest HISTORY_DAYS days, the staffing history
+        its HISTORY_DAYS calendar days (each starting from its day's checkpoint)."""
         core, after = self._core_at_checkpoint(self.hall)
         self.kpis = Kpis(keep_days=HISTORY_DAYS)
         self._arrivals: dict[str, list[Any]] = {}
-        first_day = (date.fromisoformat(self.hall.business_day(self._clock())) - timedelta(days=HISTORY_DAYS)).isoformat()
-        history_from = self.store.day_start_seq(first_day)
-        start = min(after, history_from - 1) if history_from is not None else 0
-        self.replayed = 0
+        start = after
+        for seq in (self.store.nth_newest_day_start(HISTORY_DAYS), self.store.day_start_seq(self._history_cutoff())):
+            start = min(start, seq - 1 if seq is not None else 0)
+        if start > 0:  # the first day folded starts with the windows as they were then
+            doc = self.store.checkpoint_at(start + 1) or {}
+            windows = doc.get("windows")
+            if isinstance(windows, dict):
+                self.kpis.seed_windows({w: (str(v[0]), v[1]) for w, v in windows.items()
+                                        if isinstance(v, list) and len(v) == 2})
+        self.replayed = self.observed = 0
+        found: list[tuple[int, str, dict[str, Any]]] = []
         for event in self.store.load_events(after=start):
             if event.seq > after:
                 core.apply(event)
                 self.replayed += 1
+                if after == 0 and event.type == "day.started":
+                    found.append(core.checkpoint())  # type: ignore[arg-type]
             self._observe(event)
-        cp = core.checkpoint()
-        stored = self.store.latest_checkpoint()
-        if cp is not None and (stored is None or stored[0] < cp[0]):  # a store from before checkpoints
-            self.store.commit([], checkpoint=cp)
+            self.observed += 1
+        if found:  # a whole-log replay (a store from before checkpoints, or an unusable one)
+            self.store.add_checkpoints(found)
         return core
+
+    def _history_cutoff(self) -> str:
+        """The oldest business day the staffing history keeps."""
+        today = date.fromisoformat(self.hall.business_day(self._clock()))
+        return (today - timedelta(days=HISTORY_DAYS)).isoformat()
 
     def _core_at_checkpoint(self, hall: HallSpec) -> tuple[Central, int]:
         """A core at the newest stored checkpoint under ``hall``, and the seq it stands at; a
@@ -333,9 +348,19 @@ class CentralService:
         self.kpis.apply(event)
         if event.type == "ticket.issued":
             day = event.ts[:10]
-            self._arrivals.setdefault(day, []).append(event)
-            if len(self._arrivals) > HISTORY_DAYS:
-                del self._arrivals[min(self._arrivals)]
+            if day not in self._arrivals:
+                if day < self._history_cutoff():  # replaying days older than the history keeps
+                    return
+                self._arrivals[day] = []
+                self._trim_arrivals()
+            self._arrivals[day].append(event)
+
+    def _trim_arrivals(self) -> None:
+        """Keep HISTORY_DAYS calendar days of arrivals: the same days whether central has run
+        all along or has just started (and replayed them from the store)."""
+        cutoff = self._history_cutoff()
+        for day in [d for d in self._arrivals if d < cutoff]:
+            del self._arrivals[day]
 
     def staffing_advice(self) -> dict[str, Any]:
         """Windows to open per half hour today, from the arrivals of earlier days (same weekday

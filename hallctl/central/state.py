@@ -109,9 +109,10 @@ def restore_checkpoint(state: HallState, doc: Mapping[str, Any]) -> None:
         state.last_seq, state.last_ts, state.day = int(doc["seq"]), str(doc["ts"]), str(doc["day"])
         for w, (st, clerk) in doc["windows"].items():
             state.windows[w] = WindowRuntime(str(st), None, None, clerk)
-        for name in ("service", "matter_service"):
-            getattr(state, name).update({k: float(v) for k, v in doc[name].items()})
-        for name in ("service_n", "matter_n"):
-            getattr(state, name).update({k: int(v) for k, v in doc[name].items()})
+        for means, counts in (("service", "service_n"), ("matter_service", "matter_n")):
+            n = {k: int(v) for k, v in doc[counts].items()}
+            getattr(state, counts).update(n)
+            # only what was learned: a queue never served takes its prior from today's config
+            getattr(state, means).update({k: float(v) for k, v in doc[means].items() if n.get(k, 0) > 0})
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"unreadable checkpoint: {exc!r}") from None

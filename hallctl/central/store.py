@@ -239,25 +239,80 @@ class Store:
                 return
             last = rows[-1][0]
 
+    #: a checkpoint counts only where its seq holds the day.started of the same day: a row left
+    #: behind by events removed from the log never stands for a state it was not taken from
+    #: (CROSS JOIN keeps SQLite walking the few checkpoints, not the many events)
+    _VALID_CHECKPOINTS = (
+        "FROM checkpoints c CROSS JOIN events e ON e.seq = c.seq AND e.type = 'day.started'"
+        " AND json_extract(e.data, '$.day') = c.day"
+    )
+
     def latest_checkpoint(self) -> tuple[int, str, dict[str, Any]] | None:
-        """The newest checkpoint at or below the last stored event: (seq, day, state)."""
+        """The newest valid checkpoint: (seq, day, state). A state that is not readable JSON
+        comes back as ``{}``, which the core refuses, so central replays the whole log."""
         with self._lock:
             self._check_open()
             row = self._db.execute(
-                "SELECT seq, day, state FROM checkpoints WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM events)"
-                " ORDER BY seq DESC LIMIT 1"
+                f"SELECT c.seq, c.day, c.state {self._VALID_CHECKPOINTS} ORDER BY c.seq DESC LIMIT 1"
             ).fetchone()
-        return None if row is None else (row[0], row[1], json.loads(row[2]))
+        if row is None:
+            return None
+        try:
+            state = json.loads(row[2])
+        except ValueError:
+            state = {}
+        return row[0], row[1], state if isinstance(state, dict) else {}
 
     def day_start_seq(self, day: str) -> int | None:
-        """The seq of the ``day.started`` that began ``day``, or the newest checkpointed day
+        """The seq of the ``day.started`` that began ``day``, or of the newest checkpointed day
         before it; None when no day up to ``day`` has a checkpoint (replay from the start)."""
         with self._lock:
             self._check_open()
             row = self._db.execute(
-                "SELECT MAX(seq) FROM checkpoints WHERE day <= ?", (day,)
+                f"SELECT MAX(c.seq) {self._VALID_CHECKPOINTS} WHERE c.day <= ?", (day,)
             ).fetchone()
         return None if row is None or row[0] is None else int(row[0])
+
+    def checkpoint_at(self, seq: int) -> dict[str, Any] | None:
+        """The state of the valid checkpoint at ``seq``, None if there is none or it is unreadable."""
+        with self._lock:
+            self._check_open()
+            row = self._db.execute(
+                f"SELECT c.state {self._VALID_CHECKPOINTS} WHERE c.seq = ?", (seq,)
+            ).fetchone()
+        try:
+            state = json.loads(row[0]) if row is not None else None
+        except ValueError:
+            return None
+        return state if isinstance(state, dict) else None
+
+    def nth_newest_day_start(self, n: int) -> int | None:
+        """The seq of the day.started of the ``n``-th newest checkpointed day (1 = the newest);
+        None when fewer days have one."""
+        with self._lock:
+            self._check_open()
+            row = self._db.execute(
+                f"SELECT c.seq {self._VALID_CHECKPOINTS} ORDER BY c.seq DESC LIMIT 1 OFFSET ?", (n - 1,)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def add_checkpoints(self, checkpoints: Iterable[tuple[int, str, dict[str, Any]]]) -> None:
+        """Store (or replace) checkpoints in one transaction (a store written before them gets
+        one per day at its first start)."""
+        rows = [(seq, day, _dumps(state)) for seq, day, state in checkpoints]
+        if not rows:
+            return
+        with self._lock:
+            self._check_open()
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT OR REPLACE INTO checkpoints (seq, day, state) VALUES (?, ?, ?)", rows)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
 
     def last_seq(self) -> int:
         with self._lock:

@@ -139,6 +139,8 @@ class Arrival:
         return min(max(s, math.ceil(a / grid) * grid), b - grid)
 
 
+#: arrivals stop this many minutes before a slice ends (0.1 µs * 60: below any real draw)
+END_MARGIN_MIN = 1e-7
 #: a simulated business day begins at 04:00, so a day whose last services run past midnight
 #: stays one business day for the core (a real hall sets its own day_reset_hour the same way)
 DAY_RESET_HOUR = 4
@@ -171,7 +173,9 @@ def generate_day(scenario: Scenario, seed: int | str, day: int) -> list[Arrival]
         t = start
         while True:  # exponential gaps restart exactly at a slice boundary (memoryless)
             t += rng.expovariate(rate)
-            if t >= end:
+            # 6 µs short of the end: the core's clock is whole microseconds, and an arrival that
+            # rounds to 12:00:00.000000 would find the hall closed
+            if t >= end - END_MARGIN_MIN:
                 break
             u = rng.random()
             k = next((i for i, c in enumerate(cum) if u < c), len(ids) - 1)
