@@ -3,7 +3,8 @@
 No I/O and no hidden clock: the caller injects ``clock`` and gets back events to store and publish.
 ``handle(action, data)`` validates the request, turns it into events, folds them into the state
 with :meth:`Central.apply` and returns an :class:`Outcome`. Replaying the stored events into a fresh
-``Central`` (same :class:`HallSpec`) rebuilds the same state: that is how central restarts.
+``Central`` (same :class:`HallSpec`) rebuilds the same state; so does :meth:`Central.from_checkpoint`
+(the state a business day started from) plus the events after it: that is how central restarts.
 
 Which ticket a window calls next is the business of a :class:`~hallctl.central.policies.Policy`
 (``HallSpec.policy``; docs/assignment.md); the core keeps the waiting lines it reads
@@ -14,8 +15,9 @@ Event types and their ``data`` (the event's ``ts`` is when it happened):
 * ``day.started``: ``day`` (YYYY-MM-DD), ``expired`` (ids of the tickets left unfinished)
 * ``ticket.issued``: ``ticket``, ``number``, ``queue``, ``channel``, ``phone`` (only if given;
   private: :meth:`Central.event_public` turns it into ``phone_masked``), ``priority`` (only if not
-  ``walkin``), ``slot`` (appointments only). A birth date given at issue is never stored: only the
-  class derived from it (``green``).
+  ``walkin``), ``slot`` (appointments only), ``missed_slot`` (an appointment too late for its
+  slot, issued as a walk-in), ``matter`` and its ``department`` (when the ticket names a matter).
+  A birth date given at issue is never stored: only the class derived from it (``green``).
 * ``ticket.called``: ``ticket``, ``number``, ``queue``, ``window``, ``window_name``. The first
   call of a ticket makes that window its ``first_window`` (首办).
 * ``ticket.recalled``: as ``ticket.called`` plus ``recalls`` (the count after this recall)
@@ -24,8 +26,10 @@ Event types and their ``data`` (the event's ``ts`` is when it happened):
   ``no_show`` has ``reason: "recall_limit"`` when ``window.call_next`` passed a ticket that was
   already recalled ``recall_limit`` times (``HallSpec.auto_no_show``)
 * ``ticket.transferred`` (called|serving -> waiting): ``ticket``, ``number``, ``queue`` (the new
-  one), ``from_queue``, ``window``. The ticket keeps its number, class and place in arrival order.
-* ``window.opened`` / ``window.paused`` / ``window.closed``: ``window``
+  one), ``from_queue``, ``window``, and ``matter``/``department`` when transferred to a matter. The
+  ticket keeps its number, class and place in arrival order.
+* ``window.opened`` / ``window.paused`` / ``window.closed``: ``window``; ``window.opened`` has
+  ``clerk`` when a clerk signs in
 
 A business day starts at ``HallSpec.day_reset_hour``: the first command of a new day (or
 :meth:`Central.tick`) emits ``day.started``, which restarts numbering at 001, expires every
