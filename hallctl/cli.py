@@ -37,6 +37,8 @@ def _build_parser() -> argparse.ArgumentParser:
     central = sub.add_parser("central", help="run the hall's queue engine (config: config/central.example.toml)",
                              description="Run central: ticketing, calling, retained window and board state.")
     central.add_argument("-c", "--config", required=True, help="central config (TOML)")
+    central.add_argument("--check", action="store_true",
+                         help="check the config and print the hall it describes, then exit (before a reload)")
 
     demo = sub.add_parser("demo", help="run a simulated hall: broker, central, nodes, emulated displays, traffic",
                           description="A whole simulated hall in one process. Uses an embedded broker "
@@ -129,6 +131,9 @@ def _run_central(args: argparse.Namespace) -> int:
     from hallctl.errors import ConfigError
 
     cfg = load_central_config(args.config)
+    if args.check:
+        print(_describe_hall(hall_from_config(cfg)))
+        return 0
     log = logging.getLogger("hallctl.central")
 
     async def main() -> None:
@@ -157,6 +162,27 @@ def _run_central(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     return 0
+
+
+def _describe_hall(hall: Any) -> str:
+    """What a technician checks after editing central's config: the hall as central will run it."""
+    lines = [f"hall {hall.hall_id}: config OK (policy {hall.policy}, day starts {hall.day_reset_hour:02d}:00 {hall.tz})"]
+    for q in hall.queues.values():
+        matters = [m.name for m in hall.matters.values() if m.queue == q.id]
+        lines.append(f"  queue {q.id} ({q.prefix}, {q.name}): {len(matters)} matters"
+                     + (f": {', '.join(matters)}" if matters else ""))
+    for w in hall.windows.values():
+        skills = "every queue" if w.universal else ", ".join(w.queues)
+        lines.append(f"  window {w.id} ({w.name}, {w.kind}): {skills}")
+    if hall.hours is not None:
+        days = ",".join(str(d) for d in sorted(hall.hours.weekdays))
+        lines.append(f"  tickets issued {' and '.join(hall.hours.describe())} on weekdays {days}; "
+                     f"{len(hall.hours.closed_dates)} holidays, {len(hall.hours.open_dates)} make-up days")
+    else:
+        lines.append("  tickets issued at any time (no [hall] hours)")
+    if hall.class_prefix:
+        lines.append("  numbered on their own: " + ", ".join(f"{c} {p}" for c, p in hall.class_prefix.items()))
+    return "\n".join(lines)
 
 
 def _run_demo(args: argparse.Namespace) -> int:

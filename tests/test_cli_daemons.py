@@ -100,3 +100,19 @@ async def test_node_stops_on_sigterm_while_its_display_is_busy(mosquitto, tmp_pa
                     raise AssertionError(f"node ignored SIGTERM (stop {attempt + 1})")
                 assert proc.returncode == 0
                 await obs.wait_for(t.node_status("window-3"), lambda d: d["state"] == "offline", count=attempt + 1)
+
+
+def test_central_check_prints_the_hall_or_the_config_error(tmp_path):
+    """What a technician runs after editing central's config, before `systemctl reload`."""
+    ok = subprocess.run([PYTHON, "-m", "hallctl", "central", "-c", str(ROOT / "config" / "central.example.toml"),
+                         "--check"], env=spawn_env(), capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "hall demo-hall: config OK" in ok.stdout
+    assert "queue real-estate (B, 不动产): 2 matters: 二手房转移登记, 抵押登记" in ok.stdout
+    assert "tickets issued 08:30-12:00 and 13:30-17:00" in ok.stdout
+    bad = tmp_path / "central.toml"
+    bad.write_text((ROOT / "config" / "central.example.toml").read_text().replace('queue = "tax"\ndepartment', 'queue = "taxes"\ndepartment'))
+    res = subprocess.run([PYTHON, "-m", "hallctl", "central", "-c", str(bad), "--check"], env=spawn_env(),
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 78
+    assert "matter[2].queue: unknown queue 'taxes'; did you mean 'tax'?" in res.stderr
