@@ -151,12 +151,16 @@ def _run_central(args: argparse.Namespace) -> int:
                 await service.reload(hall_from_config(new))
             except ConfigError as exc:
                 log.error("config reload failed; running on the previous config: %s", exc.message)
+                await service.note_reload(False, exc.message)
                 return
             except Exception:  # noqa: BLE001 - a reload must never stop the hall
                 log.exception("config reload failed; running on the previous config")
+                await service.note_reload(False, "internal error; see central's log")
                 return
-            if (new.mqtt, new.store, new.id) != (cfg.mqtt, cfg.store, cfg.id):
+            later = (new.mqtt, new.store, new.id) != (cfg.mqtt, cfg.store, cfg.id)
+            if later:
                 log.warning("config reload: [central] id, [mqtt] and [store] take effect at the next restart")
+            await service.note_reload(True, "reloaded" + ("; [central] id, [mqtt] and [store] at the next restart" if later else ""))
 
         await _serve(service.run, service.stop, reload, reload_now=bool(hups))
 

@@ -142,11 +142,14 @@ async def test_sighup_reloads_the_file_and_a_broken_file_changes_nothing(mosquit
                           '\n[[window]]\nid = "7"\nname = "7号窗口"\nqueues = ["tax"]\n')
             proc.send_signal(signal.SIGHUP)
             await obs.wait_for(t.window_state("7"), lambda d: d["name"] == "7号窗口", timeout=20)
+            await obs.wait_for(t.central_status, lambda d: d.get("reload", {}).get("ok") is True, timeout=20)
             assert (await issue("x2"))["data"]["ticket"]["number"] == "C002"
             # a broken file: logged, the hall runs on as it was
             (tmp_path / "central.toml").write_text("[central\n")
             proc.send_signal(signal.SIGHUP)
-            await asyncio.sleep(1.0)
+            refused = (await obs.wait_for(t.central_status, lambda d: d.get("reload", {}).get("ok") is False,
+                                          timeout=20))[-1]
+            assert refused["state"] == "online" and "central.toml" in refused["reload"]["message"]
             res = await issue("x3")
             assert res["data"]["ticket"]["number"] == "C003" and res["data"]["people_ahead"] == 2
         finally:

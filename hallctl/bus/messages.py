@@ -112,9 +112,13 @@ def node_status(state: str, bd_seq: int) -> dict[str, Any]:
     return {"v": VERSION, "state": state, "bd_seq": bd_seq, "ts": now_iso()}
 
 
-def central_status(state: str, instance: str) -> dict[str, Any]:
+def central_status(state: str, instance: str, reload: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``reload``: the outcome of the last config reload, when there was one."""
     assert state in CENTRAL_STATES
-    return {"v": VERSION, "state": state, "instance": instance, "ts": now_iso()}
+    doc = {"v": VERSION, "state": state, "instance": instance, "ts": now_iso()}
+    if reload is not None:
+        doc["reload"] = dict(reload)
+    return doc
 
 
 def node_birth(

@@ -96,6 +96,7 @@ class CentralService:
         self._publishing = asyncio.Lock()
         self._staffing_slot: str | None = None
         self._housekeeping_every_s = housekeeping_every_s
+        self.last_reload: dict[str, Any] | None = None
         self.handled = 0
 
     QUERIES = frozenset({"kpi.summary", "staffing.advice"})
@@ -153,7 +154,7 @@ class CentralService:
     async def _on_connect(self) -> None:
         """Announce, then re-publish every retained state: the broker may have restarted empty."""
         self._published.clear()
-        await self.bus.publish(self.topics.central_status, messages.central_status("online", self.instance), retain=True)
+        await self.bus.publish(self.topics.central_status, self._online_status(), retain=True)
         await self._publish_states()
         await self._publish_kpis()
 
@@ -294,6 +295,15 @@ class CentralService:
             except ValueError as exc:
                 log.warning("checkpoint at seq %d unusable (%s); replaying the whole log", cp[0], exc)
         return Central(hall, self._clock), 0
+
+    def _online_status(self) -> dict[str, Any]:
+        return messages.central_status("online", self.instance, self.last_reload)
+
+    async def note_reload(self, ok: bool, message: str) -> None:
+        """Record the outcome of a reload on the retained central status, where a technician's
+        tool (or the hall's dashboard) sees whether ``systemctl reload`` took and, if not, why."""
+        self.last_reload = {"ok": ok, "at": self._clock().isoformat(timespec="seconds"), "message": message}
+        await self.bus.try_publish(self.topics.central_status, self._online_status(), retain=True)
 
     # -- reload -----------------------------------------------------------------------------
     def check_reload(self, hall: HallSpec) -> Central:
