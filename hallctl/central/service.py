@@ -257,6 +257,7 @@ class CentralService:
         core, after = self._core_at_checkpoint(self.hall)
         self.kpis = Kpis(keep_days=HISTORY_DAYS)
         self._arrivals: dict[str, list[Any]] = {}
+        self._arrivals_from = self._history_cutoff()
         start = after
         for seq in (self.store.nth_newest_day_start(HISTORY_DAYS), self.store.day_start_seq(self._history_cutoff())):
             start = min(start, seq - 1 if seq is not None else 0)
@@ -359,7 +360,7 @@ class CentralService:
         if event.type == "ticket.issued":
             day = event.ts[:10]
             if day not in self._arrivals:
-                if day < self._history_cutoff():  # replaying days older than the history keeps
+                if day < self._arrivals_from:  # replaying days older than the history keeps
                     return
                 self._arrivals[day] = []
                 self._trim_arrivals()
@@ -368,7 +369,7 @@ class CentralService:
     def _trim_arrivals(self) -> None:
         """Keep HISTORY_DAYS calendar days of arrivals: the same days whether central has run
         all along or has just started (and replayed them from the store)."""
-        cutoff = self._history_cutoff()
+        self._arrivals_from = cutoff = self._history_cutoff()
         for day in [d for d in self._arrivals if d < cutoff]:
             del self._arrivals[day]
 
