@@ -207,10 +207,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     _setup_logging(args.verbose)
-    from hallctl.errors import ConfigError
+    from hallctl.errors import ConfigError, StorageUnavailable
 
     try:
         return {"node": _run_node, "central": _run_central, "demo": _run_demo}[args.command](args)
     except ConfigError as exc:
         print(f"hallctl {args.command}: configuration error: {exc.message}", file=sys.stderr)
         return 78  # EX_CONFIG: systemd's RestartPreventExitStatus can name it
+    except StorageUnavailable as exc:
+        print(f"hallctl {args.command}: storage unavailable: {exc.message} (not a configuration error; "
+              "systemd restarts the daemon, which serves once the disk has room)", file=sys.stderr)
+        return 75  # EX_TEMPFAIL: an outage that a restart can outlive

@@ -125,6 +125,14 @@ class Expired(HallctlError, TimeoutError):
     code = "expired"
 
 
+class StorageUnavailable(HallctlError, OSError):
+    """The disk under a store is full, read-only or gone: an outage, not a configuration error.
+    A daemon that meets it at start exits with EX_TEMPFAIL (75), which systemd restarts; once
+    space is freed it starts and serves."""
+
+    code = "internal"
+
+
 class ConfigError(HallctlError, ValueError):
     """Bad configuration. The message names the file, the key and the problem."""
 
