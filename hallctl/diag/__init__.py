@@ -1,1 +1,1 @@
-"""The technician\x27s tools: ``hallctl diag`` (over MQTT) and ``hallctl doctor`` (on a node)."""
+"""The technician's tools: ``hallctl diag`` (over MQTT) and ``hallctl doctor`` (on a node)."""
