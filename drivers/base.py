@@ -1,5 +1,9 @@
 """The shape every driver has.
 
+* A driver declares the device ``kind`` it serves (a contract in :mod:`hallctl_drivers.kinds`),
+  the ``features`` of that kind it implements, and JSON Schemas for its profile ``settings`` and
+  its per-device ``options``; the node checks both when it starts (a bad value exits 78 naming the
+  file and the key) and passes them in with every default filled.
 * The constructor does no I/O: it only keeps the profile settings and the device options.
 * ``start()`` opens the transport and identifies the device (raises on failure).
 * ``stop()`` is idempotent.
@@ -16,7 +20,10 @@ from __future__ import annotations
 import abc
 import enum
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
+
+from hallctl_drivers.kinds import get_kind
+from hallctl_drivers.schema import with_defaults
 
 
 class Health(str, enum.Enum):
@@ -37,16 +44,41 @@ class ProbeResult:
 
 
 class Driver(abc.ABC):
-    """Base class. ``settings`` come from the firmware profile, ``options`` from the node config."""
+    """Base class. ``settings`` come from the firmware profile, ``options`` from the node config;
+    ``features`` (default: all the driver implements) is what this model supports, from its
+    profile."""
 
-    #: device kind this driver serves, e.g. "window_display"
+    #: device kind this driver serves, e.g. "window_display" (a key of hallctl_drivers.kinds.KINDS)
     kind: ClassVar[str] = ""
-    #: actions ``execute`` understands, for diagnostics and the node's birth message
-    actions: ClassVar[tuple[str, ...]] = ()
+    #: the optional features of the kind this driver implements
+    features: ClassVar[frozenset[str]] = frozenset()
+    #: JSON Schema of the profile's [settings] table (defaults filled in from it)
+    settings_schema: ClassVar[Mapping[str, Any]] = {"type": "object"}
+    #: JSON Schema of the device's options in the node config (port, address, ...)
+    options_schema: ClassVar[Mapping[str, Any]] = {"type": "object", "properties": {}, "additionalProperties": False}
 
-    def __init__(self, settings: Mapping[str, Any], options: Mapping[str, Any]) -> None:
-        self.settings = dict(settings)
-        self.options = dict(options)
+    def __init__(self, settings: Mapping[str, Any], options: Mapping[str, Any], *,
+                 features: frozenset[str] | None = None) -> None:
+        self.settings = with_defaults(self.settings_schema, settings)
+        self.options = with_defaults(self.options_schema, options)
+        self.supported: frozenset[str] = frozenset(self.features if features is None else features)
+        #: set by whoever runs the driver: called with (event type, data) for what the device
+        #: reports on its own (a button pressed, a card read)
+        self.on_event: Callable[[str, dict[str, Any]], None] | None = None
+
+    def supports(self, feature: str) -> bool:
+        """True when this model has ``feature`` (``supports("cutter")``): ask, don't name models."""
+        return feature in self.supported
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """The kind's actions this device offers (``execute`` understands each)."""
+        return tuple(n for n, a in get_kind(self.kind).actions.items() if a.feature is None or a.feature in self.supported)
+
+    def emit(self, type_: str, data: Mapping[str, Any] | None = None) -> None:
+        """Report an event the device raised by itself (no-op when nobody listens)."""
+        if self.on_event is not None:
+            self.on_event(type_, dict(data or {}))
 
     @abc.abstractmethod
     async def start(self) -> None: ...

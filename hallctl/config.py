@@ -20,9 +20,9 @@ from typing import Any, Callable, Mapping
 from hallctl.central.hours import OpeningHours
 from hallctl.central.model import POLICY_NAMES, PRIORITIES, WINDOW_KINDS
 from hallctl.errors import ConfigError
+from hallctl.ids import ID_RE, id_problem
 
 __all__ = [
-    "ID_PATTERN",
     "MqttConfig",
     "StoreConfig",
     "DeviceConfig",
@@ -39,8 +39,6 @@ __all__ = [
     "parse_central_config",
 ]
 
-#: ids that appear in MQTT topics: hall, node, device, queue, window
-ID_PATTERN = re.compile(r"[a-z0-9-]+")
 #: ticket prefixes: the letters printed and spoken before the number ("A012")
 PREFIX_PATTERN = re.compile(r"[A-Z]{1,3}")
 DEFAULT_STATE_DIR = Path("/var/lib/hallctl")
@@ -71,8 +69,10 @@ class DeviceConfig:
     profile: str
     #: the app that drives this device, e.g. "window_display"; None for diagnostics only
     app: str | None = None
-    #: device-specific options passed to the driver: port, address, window, ...
+    #: device-specific options: the driver's (port, address, ...) and its app's (window, ...)
     options: dict[str, Any] = field(default_factory=dict)
+    #: seconds between health probes while the device is idle
+    probe_interval_s: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,8 @@ class NodeConfig:
     store: StoreConfig
     devices: tuple[DeviceConfig, ...]
     file: str | None = None
+    #: folders of the site's own firmware profiles (*.toml), read after the shipped ones
+    profile_dirs: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -185,9 +187,7 @@ class _Field:
 
 
 def _is_id(value: str) -> str | None:
-    if ID_PATTERN.fullmatch(value):
-        return None
-    return f"invalid id {value!r}: use only lower-case letters, digits and '-' ([a-z0-9-]+)"
+    return id_problem(value)
 
 
 def _non_empty(value: str) -> str | None:
@@ -226,12 +226,14 @@ _MQTT_FIELDS = (
     _Field("keepalive", int, 15, _between(1, 65535)),
 )
 _STORE_FIELDS = (_Field("path", str, None, _non_empty),)
-_NODE_FIELDS = (_Field("id", str, check=_is_id), _Field("hall", str, check=_is_id))
+_NODE_FIELDS = (_Field("id", str, check=_is_id), _Field("hall", str, check=_is_id),
+                _Field("profile_dirs", list, None))
 _DEVICE_FIELDS = (
     _Field("id", str, check=_is_id),
     _Field("profile", str, check=_non_empty),
     _Field("app", str, None, _non_empty),
     _Field("options", dict, None),
+    _Field("probe_interval_s", float, 15.0, lambda v: None if 0.1 <= v <= 3600 else "must be 0.1..3600 seconds"),
 )
 _CENTRAL_FIELDS = (_Field("hall", str, check=_is_id), _Field("id", str, "central", _is_id))
 _HALL_FIELDS = (
@@ -429,9 +431,15 @@ def parse_node_config(data: Mapping[str, Any], *, file: str | None = None) -> No
         where = f"device[{i}]"
         d = r.table(raw, where, _DEVICE_FIELDS, hint=_DEVICE_HINT)
         devices.append(DeviceConfig(
-            id=d["id"], profile=d["profile"], app=d["app"], options=dict(d["options"] or {})
+            id=d["id"], profile=d["profile"], app=d["app"], options=dict(d["options"] or {}),
+            probe_interval_s=float(d["probe_interval_s"]),
         ))
     r.unique([(f"device[{i}].id", d.id) for i, d in enumerate(devices)], "device id")
+    profile_dirs = []
+    for j, d in enumerate(node["profile_dirs"] or []):
+        if not isinstance(d, str) or not d.strip():
+            raise r.error(f"node.profile_dirs[{j}]", f"expected a folder path, got {d!r}")
+        profile_dirs.append(_store_path(d, "", file))
     return NodeConfig(
         id=node["id"],
         hall=node["hall"],
@@ -439,6 +447,7 @@ def parse_node_config(data: Mapping[str, Any], *, file: str | None = None) -> No
         store=StoreConfig(_store_path(store["path"], f"{node['id']}.db", file)),
         devices=tuple(devices),
         file=file,
+        profile_dirs=tuple(profile_dirs),
     )
 
 

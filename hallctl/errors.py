@@ -7,8 +7,9 @@ obvious built-in, so callers may catch either (the gpiozero pattern).
 
 from __future__ import annotations
 
-import re
-from typing import Any, Mapping
+from typing import Any
+
+from hallctl.privacy import scrub
 
 #: code -> one-line meaning. This table is part of topic contract v1 (docs/topics.md).
 CODES: dict[str, str] = {
@@ -25,37 +26,6 @@ CODES: dict[str, str] = {
     "hall_closed": "outside the hall's opening hours no ticket is issued; detail.opens_at says when",
     "internal": "unexpected failure; the daemon logged it and keeps serving",
 }
-
-
-#: a mainland mobile number (also +86/0086-prefixed, or split by '-' or spaces), or an 18-character
-#: resident ID number, inside any text; full-width digits are read as digits first
-_PERSONAL = re.compile(
-    r"(?<![0-9])(?:(?:\+|00)86[- ]?)?1[3-9][0-9](?:[- ]?[0-9]){8}(?![0-9])"
-    r"|(?<![0-9])[1-9][0-9]{16}[0-9Xx](?![0-9])"
-)
-_FULLWIDTH_DIGITS = str.maketrans("０１２３４５６７８９＋", "0123456789+")
-
-
-def _mask(m: re.Match[str]) -> str:
-    text = m[0]
-    return f"{text[:3]}{'*' * max(len(text) - 7, 4)}{text[-4:]}"
-
-
-def scrub(value: Any) -> Any:
-    """``value`` with every phone or ID card number in it masked (138****8000,
-    110***********123X): in a text, or in the texts and integers of a list or mapping."""
-    if isinstance(value, str):
-        if _PERSONAL.search(value.translate(_FULLWIDTH_DIGITS)) is None:
-            return value
-        return _PERSONAL.sub(_mask, value.translate(_FULLWIDTH_DIGITS))
-    if isinstance(value, int) and not isinstance(value, bool):
-        masked = scrub(str(value))
-        return value if masked == str(value) else masked
-    if isinstance(value, Mapping):
-        return {k: scrub(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [scrub(v) for v in value]
-    return value
 
 
 class HallctlError(Exception):

@@ -10,6 +10,7 @@ its id is the file stem. Every file carries::
     inherits = "onbon-bx-5k"      # optional, one parent
     kind = "window_display"       # required once inheritance is resolved
     driver = "onbon_bx"           # a key of hallctl_drivers.REGISTRY, required once resolved
+    features = ["status"]         # optional: what this model supports of what its driver can do
 
     [settings]                    # merged over the parent's, key by key, tables recursively
     baudrates = [9600, 57600]
@@ -17,7 +18,9 @@ its id is the file stem. Every file carries::
 :func:`load_profiles` never raises because of one bad file: a broken profile is recorded in
 :attr:`ProfileSet.errors` and every other profile still loads, so one typo cannot take down the
 displays of a whole hall. Asking for a broken profile with :meth:`ProfileSet.get` raises the
-recorded :class:`ConfigError`.
+recorded :class:`ConfigError`. The settings are checked against the driver's ``settings_schema``
+(defaults filled in), the kind against the driver's, and ``features`` against what the driver
+implements, so a node never starts a device on a profile its driver would refuse.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ SCHEMA_VERSION = 1
 _PACKAGE = "hallctl_firmware_profiles"
 _REQUIRED_STR = ("vendor", "name", "source")
 _OPTIONAL_STR = ("inherits", "kind", "driver")
-_KEYS = ("schema", *_REQUIRED_STR, *_OPTIONAL_STR, "settings")
+_KEYS = ("schema", *_REQUIRED_STR, *_OPTIONAL_STR, "features", "settings")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,13 @@ class Profile:
     settings: dict[str, Any]
     chain: tuple[str, ...]
     file: str = field(default="", compare=False)
+    #: what this model supports (its own list, a parent's, or all its driver implements)
+    features: frozenset[str] = frozenset()
+    #: the ``features`` list this profile or a parent gave; None: all its driver implements
+    declared_features: tuple[str, ...] | None = field(default=None, compare=False)
+
+    def supports(self, feature: str) -> bool:
+        return feature in self.features
 
 
 @dataclass
@@ -166,6 +176,9 @@ def _parse_file(pid: str, f: Traversable | Path) -> _Raw:
             raise ConfigError(
                 f"expected a non-empty string, got {data[key]!r}", file=file, key=key
             )
+    features = data.get("features")
+    if features is not None and not (isinstance(features, list) and all(isinstance(f, str) for f in features)):
+        raise ConfigError(f"expected a list of feature names, got {features!r}", file=file, key="features")
     if "settings" in data and not isinstance(data["settings"], dict):
         raise ConfigError(
             f"expected table, got {type(data['settings']).__name__}", file=file, key="settings"
@@ -230,6 +243,12 @@ def _resolve(pid: str, raws: dict[str, _Raw], out: ProfileSet, path: tuple[str, 
         return
 
     settings = _merge(parent.settings if parent else {}, raw.data.get("settings", {}))
+    declared = raw.data.get("features", parent.declared_features if parent else None)
+    try:
+        settings, features = _check_against_driver(merged["driver"], merged["kind"], settings, declared)
+    except ConfigError as exc:
+        out.errors[pid] = ConfigError(exc.problem, file=raw.file, key=exc.key)
+        return
     out.profiles[pid] = Profile(
         id=pid,
         vendor=raw.data["vendor"],
@@ -240,7 +259,39 @@ def _resolve(pid: str, raws: dict[str, _Raw], out: ProfileSet, path: tuple[str, 
         settings=settings,
         chain=(pid, *(parent.chain if parent else ())),
         file=raw.file,
+        features=features,
+        declared_features=tuple(declared) if declared is not None else None,
     )
+
+
+def _check_against_driver(driver: str, kind: str, settings: dict[str, Any],
+                          features: Any) -> tuple[dict[str, Any], frozenset[str]]:
+    """Settings checked against the driver's schema (defaults filled), the kind against the
+    driver's, the features against what it implements. Raises ConfigError with the key."""
+    from hallctl_drivers import driver_class
+    from hallctl_drivers.schema import SchemaError, check, with_defaults
+
+    try:
+        cls = driver_class(driver)
+    except Exception as exc:  # noqa: BLE001 - a driver that cannot load makes its profiles unusable
+        raise ConfigError(f"driver {driver!r} cannot be loaded: {exc}", key="driver") from None
+    if cls.kind != kind:
+        raise ConfigError(f"kind {kind!r} does not fit driver {driver!r}, which serves {cls.kind!r}", key="kind")
+    from hallctl_drivers.kinds import KINDS
+
+    if kind not in KINDS:
+        raise ConfigError(f"unknown device kind {kind!r} (known: {', '.join(sorted(KINDS))})", key="kind")
+    try:
+        check(cls.settings_schema, settings, "settings")
+    except SchemaError as exc:
+        raise ConfigError(exc.problem, key=exc.path) from None
+    if features is None:
+        return with_defaults(cls.settings_schema, settings), frozenset(cls.features)
+    unknown = sorted(set(features) - set(cls.features))
+    if unknown:
+        raise ConfigError(f"driver {driver!r} does not implement {', '.join(unknown)} "
+                          f"(it implements: {', '.join(sorted(cls.features)) or 'no optional feature'})", key="features")
+    return with_defaults(cls.settings_schema, settings), frozenset(features)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

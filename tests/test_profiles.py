@@ -8,9 +8,37 @@ import pytest
 
 from hallctl.errors import ConfigError
 from hallctl.profiles import Profile, load_profiles, shipped_profile_files
+from hallctl_drivers import Driver, register_driver, register_kind
+from hallctl_drivers.kinds import Action, Kind
 
 HEAD = 'schema = 1\nvendor = "Test 测试"\nname = "T-1"\nsource = "test manual §1"\n'
-ROOT = HEAD + 'kind = "window_display"\ndriver = "onbon_bx"\n'
+ROOT = HEAD + 'kind = "t_sign"\ndriver = "t_open"\n'
+
+
+# Two kinds and drivers of the test's own, registered through the public registries: the
+# resolution rules below are about profiles, not about any shipped driver's settings.
+register_kind(Kind("t_sign", "a test sign", {"blink": Action("blink", "blink", feature="blink")}))
+register_kind(Kind("t_board", "a test board", {}))
+
+
+class _OpenSign(Driver):
+    kind = "t_sign"
+    features = frozenset({"blink"})
+    settings_schema = {"type": "object"}  # any settings: these tests are about merging
+
+    async def start(self): ...
+    async def stop(self): ...
+    async def probe(self): ...
+    async def execute(self, action, args): ...
+
+
+class _Board(_OpenSign):
+    kind = "t_board"
+    features = frozenset()
+
+
+register_driver("t_open", _OpenSign)
+register_driver("t_board_drv", _Board)
 
 
 def write(d: Path, pid: str, text: str) -> Path:
@@ -43,13 +71,13 @@ def test_every_shipped_profile_loads_without_errors():
 def test_inheritance_merges_settings_child_wins(tmp_path):
     write(tmp_path, "base", ROOT + '[settings]\nbaud = 9600\ncolor = 1\n[settings.area]\nwidth = 128\nheight = 32\n')
     write(tmp_path, "mid", HEAD + 'inherits = "base"\n[settings]\nbaud = 57600\n[settings.area]\nheight = 16\n')
-    write(tmp_path, "leaf", HEAD.replace("T-1", "T-3") + 'inherits = "mid"\nkind = "hall_board"\n[settings]\ncolor = 3\n')
+    write(tmp_path, "leaf", HEAD.replace("T-1", "T-3") + 'inherits = "mid"\nkind = "t_board"\ndriver = "t_board_drv"\n[settings]\ncolor = 3\n')
     result = load(tmp_path)
     assert result.errors == {}
     leaf = result.get("leaf")
     assert isinstance(leaf, Profile)
     assert leaf.chain == ("leaf", "mid", "base")
-    assert (leaf.kind, leaf.driver, leaf.name) == ("hall_board", "onbon_bx", "T-3")
+    assert (leaf.kind, leaf.driver, leaf.name) == ("t_board", "t_board_drv", "T-3")
     assert leaf.settings == {"baud": 57600, "color": 3, "area": {"width": 128, "height": 16}}
     # merging never leaks into the parent
     assert result.get("base").settings == {"baud": 9600, "color": 1, "area": {"width": 128, "height": 32}}
@@ -151,3 +179,34 @@ def test_extra_dir_overrides_shipped(tmp_path):
     result = load_profiles([tmp_path])
     assert result.get(pid).settings == {"site_patch": True}
     assert result.get(pid).file == str(tmp_path / f"{pid}.toml")
+
+
+# -- checked against the driver -----------------------------------------------------------------
+
+
+def test_settings_are_checked_against_the_drivers_schema_with_file_and_key(tmp_path):
+    path = write(tmp_path, "slow-bar", HEAD + 'inherits = "onbon-bx-6k"\n[settings]\nbaudrate = 115200\n')
+    result = load_profiles([tmp_path])
+    err = result.errors["slow-bar"]
+    assert err.file == str(path) and err.key == "settings.baudrate"
+    assert "9600, 57600" in err.problem and "115200" in err.problem
+    good = load_profiles()
+    assert good.profiles["onbon-bx-6k"].settings["reply_timeout_s"] == 2.0, "defaults come from the schema"
+
+
+def test_features_narrow_what_the_driver_implements_and_are_inherited(tmp_path):
+    write(tmp_path, "plain-bar", HEAD + 'inherits = "onbon-bx-6k"\nfeatures = ["status"]\n')
+    write(tmp_path, "plain-bar-2", HEAD + 'inherits = "plain-bar"\n')
+    write(tmp_path, "cutter-bar", HEAD + 'inherits = "onbon-bx-6k"\nfeatures = ["cutter"]\n')
+    result = load_profiles([tmp_path])
+    assert result.profiles["onbon-bx-6k"].features == {"status", "brightness"}
+    assert result.profiles["plain-bar"].features == {"status"} and not result.profiles["plain-bar"].supports("brightness")
+    assert result.profiles["plain-bar-2"].features == {"status"}
+    err = result.errors["cutter-bar"]
+    assert err.key == "features" and "does not implement cutter" in err.problem
+
+
+def test_a_kind_that_does_not_fit_the_driver_is_refused(tmp_path):
+    write(tmp_path, "odd", HEAD + 'kind = "t_board"\ndriver = "onbon_bx"\n')
+    err = load(tmp_path).errors["odd"]
+    assert err.key == "kind" and "serves 'window_display'" in err.problem

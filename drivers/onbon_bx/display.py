@@ -16,6 +16,7 @@ from hallctl.errors import (
     UnknownCommand,
 )
 from hallctl_drivers.base import Driver, Health, ProbeResult
+from hallctl_drivers.onbon_bx.schemas import FEATURES, OPTIONS_SCHEMA, SETTINGS_SCHEMA
 from hallctl_drivers.onbon_bx.frame import (
     ADDR_BROADCAST_REPLY, ADDR_PC, CMD_ACK, CMD_BRIGHTNESS, CMD_CLEAR, CMD_DYNAMIC_AREA, CMD_NACK,
     CMD_PING, CMD_PREFIX_LEN, CMD_STATUS, CRC_ONLY, DEVICE_TYPE_ANY, Frame, FrameError, FrameReader,
@@ -159,10 +160,13 @@ class OnbonBxDisplay(Driver):
     """
 
     kind: ClassVar[str] = "window_display"
-    actions: ClassVar[tuple[str, ...]] = ("show", "clear", "ping", "status", "brightness")
+    features = FEATURES
+    settings_schema = SETTINGS_SCHEMA
+    options_schema = OPTIONS_SCHEMA
 
-    def __init__(self, settings: Mapping[str, Any], options: Mapping[str, Any]) -> None:
-        super().__init__(settings, options)
+    def __init__(self, settings: Mapping[str, Any], options: Mapping[str, Any], *,
+                 features: frozenset[str] | None = None) -> None:
+        super().__init__(settings, options, features=features)
         s, o = self.settings, self.options
 
         def num(src: Mapping[str, Any], key: str, default: Any, lo: float, hi: float) -> Any:
@@ -189,7 +193,7 @@ class OnbonBxDisplay(Driver):
         self.fallback_baudrates: list[int] = [b for b in fallbacks if b != self.baudrate]
         self.device_type: int = int(num(s, "device_type", DEVICE_TYPE_ANY, 0, 0xFF))
         self.src_address: int = int(num(s, "src_address", ADDR_PC, 0x8000, 0xDFFF))
-        self.reply_timeout: float = float(num(s, "reply_timeout_s", 2.0, 0.01, 60))
+        self.reply_timeout: float = float(num(o, "reply_timeout_s", num(s, "reply_timeout_s", 2.0, 0.01, 60), 0.01, 60))
         self.retries: int = int(num(s, "retries", 1, 0, 5))
         self.area_capacity: int = int(num(s, "area_capacity_bytes", 512, 16, 0xFFFF))
         self.rx_buffer: int = int(num(s, "rx_buffer_bytes", 512, 32, 0xFFFF))

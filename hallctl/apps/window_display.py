@@ -15,7 +15,11 @@ import asyncio
 import logging
 from typing import Any, Mapping
 
+from hallctl.apps.base import App, AppContext
 from hallctl.errors import HallctlError
+from hallctl.bus.topics import parse
+from hallctl.ids import ID_RE
+from hallctl_drivers.schema import SchemaError
 
 log = logging.getLogger("hallctl.apps.window_display")
 
@@ -78,17 +82,53 @@ def render(state: Mapping[str, Any], templates: Mapping[str, list[str]] = DEFAUL
     return [line.format(**fields) for line in lines]
 
 
-class WindowDisplayApp:
+class WindowDisplayApp(App):
     """Drives one display (through its device worker) from one window's state."""
 
-    def __init__(self, window: str, worker: Any, templates: Mapping[str, list[str]] | None = None) -> None:
-        self.window = window
-        self.worker = worker  # hallctl.runtime.supervisor.DeviceWorker
-        self.templates = {**DEFAULT_TEMPLATES, **(templates or {})}
+    name = "window_display"
+    kinds = frozenset({"window_display"})
+    options_schema = {
+        "type": "object",
+        "properties": {
+            "window": {"type": "string", "pattern": ID_RE.pattern, "description": "the window id it shows",
+                       "x-pattern-hint": "the id of the window this display is over (as in central's config)"},
+            "templates": {"type": "object", "description": "state -> lines, overriding the defaults"},
+        },
+        "required": ["window"],
+        "additionalProperties": False,
+    }
+
+    def __init__(self, ctx: AppContext, options: Mapping[str, Any]) -> None:
+        super().__init__(ctx, options)
+        self.window = str(options["window"])
+        self.templates = {**DEFAULT_TEMPLATES, **check_templates(options.get("templates"))}
         self.desired: list[str] | None = None
         self.shown: list[str] | None = None
         self._wake = asyncio.Event()
         self._hold_until = 0.0
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        try:
+            check_templates(options.get("templates"))
+        except ValueError as exc:
+            raise SchemaError("templates", str(exc)) from None
+
+    @classmethod
+    def claim(cls, options: Mapping[str, Any]) -> str:
+        return f"the display of window {options['window']}"
+
+    def subscriptions(self) -> list[str]:
+        return [self.ctx.topics.window_state(self.window)]
+
+    def on_hall_message(self, topic: str, doc: Mapping[str, Any]) -> None:
+        parsed = parse(topic)
+        if parsed is not None and parsed.kind == "window_state" and parsed.window == self.window:
+            self.on_window_state(doc)
+
+    def after_command(self, action: str) -> None:
+        if action in ("show", "clear"):
+            self.hold()  # a technician's test text stays up for a while, then the truth returns
 
     def on_window_state(self, state: Mapping[str, Any]) -> None:
         lines = render(state, self.templates)
@@ -122,7 +162,7 @@ class WindowDisplayApp:
             if lines is None or lines == self.shown:
                 continue
             try:
-                await self.worker.submit("show", {"lines": lines})
+                await self.ctx.submit("show", {"lines": lines})
                 self.shown = lines
             except HallctlError as exc:
                 # The supervisor logs the device going down and calls on_up when it is back.

@@ -143,3 +143,8 @@ def node_birth(
 
 def device_state(state: Mapping[str, Any]) -> dict[str, Any]:
     return {"v": VERSION, **state}
+
+
+def device_event(device: str, type_: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """What a device reported by itself (a button pressed, a card read), on ``.../event/<type>``."""
+    return {"v": VERSION, "device": device, "type": type_, "data": dict(data), "ts": now_iso()}

@@ -27,9 +27,9 @@ import re
 from dataclasses import dataclass
 
 from hallctl.errors import BadRequest
+from hallctl.ids import ID_RE, ID_RULE
 
 ROOT = "hallctl/v1"
-ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62})$")
 # actions and event types are dotted names: ticket.issue, window.call_next
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$")
 
@@ -37,7 +37,7 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$")
 def check_id(value: str, what: str = "id") -> str:
     """Ids are ``[a-z0-9-]``, at most 63 characters, and start with a letter or digit."""
     if not isinstance(value, str) or not ID_RE.match(value):
-        raise BadRequest(f"{what} {value!r} is not a valid id ([a-z0-9-], 1-63 chars)")
+        raise BadRequest(f"{what} {value!r} is not a valid id ({ID_RULE})")
     return value
 
 
@@ -190,3 +190,14 @@ def parse(topic: str) -> Parsed | None:
             hall, *rest = m.groups()
             return Parsed(kind, hall, **dict(zip(_FIELDS[kind], rest)))
     return None
+
+
+def matches(topic_filter: str, topic: str) -> bool:
+    """MQTT topic filter matching (``+`` one level, ``#`` the rest)."""
+    f_parts, t_parts = topic_filter.split("/"), topic.split("/")
+    for i, part in enumerate(f_parts):
+        if part == "#":
+            return True
+        if i >= len(t_parts) or (part != "+" and part != t_parts[i]):
+            return False
+    return len(f_parts) == len(t_parts)

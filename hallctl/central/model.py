@@ -23,9 +23,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hallctl.central.hours import OpeningHours
 from hallctl.errors import ConfigError
+from hallctl.ids import ID_RE  # the one id rule (topic contract v1)
+from hallctl.privacy import mask_phone  # noqa: F401  re-exported for the core
 
-#: ids that may appear in MQTT topics (topic contract v1)
-ID_RE = re.compile(r"^[a-z0-9-]{1,64}$")
 #: a ticket prefix as printed on the ticket: "A", "B", "GA"
 PREFIX_RE = re.compile(r"^[A-Z]{1,3}$")
 #: mainland China mobile number (11 digits, 1[3-9]...)
@@ -381,13 +381,6 @@ def _positive(value: Any, *, zero: bool = False) -> bool:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return False
     return value >= 0 if zero else value > 0
-
-
-def mask_phone(phone: str) -> str:
-    """``"13800138000"`` -> ``"138****8000"``. Anything too short to mask safely is fully hidden."""
-    if not isinstance(phone, str) or len(phone) < 8:
-        return "****"
-    return f"{phone[:3]}{'*' * (len(phone) - 7)}{phone[-4:]}"
 
 
 # ---------------------------------------------------------------------------------------------

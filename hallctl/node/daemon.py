@@ -8,6 +8,10 @@ What it promises on the bus (topic contract v1, docs/topics.md):
 * every device command answered on ``.../res/<action>``, duplicates by request_id executed once,
   retained commands dropped;
 * one worker per device (a dead display never blocks the others), retained availability.
+
+The node knows no device kind: it builds drivers and apps from their registries
+(:mod:`hallctl.node.plan`), subscribes to the hall topics each app follows, and routes commands,
+hall messages and device events between them.
 """
 
 from __future__ import annotations
@@ -18,19 +22,20 @@ import logging
 from typing import Any
 
 import hallctl
-from hallctl.apps.window_display import WindowDisplayApp, check_templates
+from hallctl.apps.base import App, AppContext
 from hallctl.bus import messages
 from hallctl.bus.client import Bus, Incoming
-from hallctl.bus.topics import Topics, check_id, check_name, parse
+from hallctl.bus.topics import Topics, check_name, matches, parse
 from hallctl.config import NodeConfig
-from hallctl.errors import BadRequest, ConfigError, Expired, HallctlError, UnknownDevice
+from hallctl.errors import BadRequest, ConfigError, Expired, HallctlError, UnknownCommand, UnknownDevice
 from hallctl.node.bdseq import BdSeq
+from hallctl.node.plan import DevicePlan, plan_node
 from hallctl.profiles import ProfileSet, load_profiles
 from hallctl.runtime.outbox import Outbox
 from hallctl.runtime.sdnotify import Notifier
 from hallctl.runtime.tasks import run_together
 from hallctl.runtime.supervisor import DeviceState, DeviceWorker, Supervisor
-from hallctl_drivers import driver_class
+from hallctl_drivers.schema import SchemaError, check
 
 log = logging.getLogger("hallctl.node")
 
@@ -38,8 +43,6 @@ FEATURES = ["bd_seq", "idempotent_requests", "retained_state", "outbox", "expire
 DEDUP_SIZE = 1024
 #: errors not remembered for a request_id: a retry of the same request may succeed later
 TRANSIENT_CODES = frozenset({"device_offline", "timeout", "internal"})
-#: device actions that change what a display shows
-DISPLAY_ACTIONS = frozenset({"show", "clear"})
 
 
 class Node:
@@ -48,7 +51,8 @@ class Node:
         self.id = cfg.id
         self.topics = Topics(cfg.hall)
         self.notifier = notifier or Notifier()
-        self.profiles = profiles if profiles is not None else load_profiles()
+        self.profiles = profiles if profiles is not None else load_profiles(cfg.profile_dirs)
+        self.plans = {p.id: p for p in plan_node(cfg, self.profiles)}  # ConfigError: exit 78
         self.outbox = Outbox(str(cfg.store.path))
         self._bd = BdSeq(str(cfg.store.path) + ".bdseq")
         self.bd_seq = self._bd.value
@@ -56,8 +60,7 @@ class Node:
         self.devices: dict[str, dict[str, Any]] = {}  # id -> birth entry
         self.disabled: dict[str, ConfigError] = {}
         self.states: dict[str, dict[str, Any]] = {}
-        self.apps: dict[str, WindowDisplayApp] = {}  # window id -> app
-        self._app_of: dict[str, WindowDisplayApp] = {}  # device id -> app
+        self.apps: dict[str, App] = {}  # device id -> its app
         self._tasks: set[asyncio.Task[Any]] = set()
         self._will_connections = -1  # bus.connections when the last will was made
         self._seen_state: set[str] = set()
@@ -66,11 +69,12 @@ class Node:
         self._stopping = False
         self.ready = asyncio.Event()
         self._build_devices()
+        self._follows = sorted({f for app in self.apps.values() for f in app.subscriptions()})
         subscriptions = [
             (self.topics.central_status, 1),
             (self.topics.node_status(self.id), 1),
             (self.topics.dev_cmd_filter(self.id), 1),
-        ] + [(self.topics.window_state(w), 1) for w in self.apps]
+        ] + [(f, 1) for f in self._follows]
         self.bus = Bus(
             cfg.mqtt.host,
             cfg.mqtt.port,
@@ -91,59 +95,44 @@ class Node:
 
     # -- devices ----------------------------------------------------------------------------
     def _build_devices(self) -> None:
-        for index, dev in enumerate(self.cfg.devices):
-            entry: dict[str, Any] = {"id": dev.id, "profile": dev.profile, "app": dev.app}
-            try:
-                profile = self.profiles.get(dev.profile)
-                cls = driver_class(profile.driver)
-            except (ConfigError, KeyError) as exc:
-                err = exc if isinstance(exc, ConfigError) else ConfigError(f"unknown driver {exc}", key=f"device {dev.id}")
-                self.disabled[dev.id] = err
-                log.error("device %s disabled: %s", dev.id, err.message)
-                entry.update(kind=None, driver=None, actions=[], disabled=err.message)
-                self.devices[dev.id] = entry
-                self.states[dev.id] = {"device": dev.id, "available": False, "health": "fault",
-                                       "reason": f"disabled: {err.message}", "since": messages.now_iso()}
-                self._seen_state.add(dev.id)
+        for plan in self.plans.values():
+            self.devices[plan.id] = plan.birth_entry()
+            if plan.disabled is not None:
+                self.disabled[plan.id] = plan.disabled
+                log.error("device %s disabled: %s", plan.id, plan.disabled.message)
+                self.states[plan.id] = {"device": plan.id, "available": False, "health": "fault",
+                                        "reason": f"disabled: {plan.disabled.message}", "since": messages.now_iso()}
+                self._seen_state.add(plan.id)
                 continue
-            options = dict(dev.options)
-            settings = profile.settings
-            app = self._make_app(index, dev, options)
-            worker = DeviceWorker(
-                dev.id,
-                lambda cls=cls, settings=settings, options=options: cls(settings, options),
-                on_state=self._on_device_state,
-                on_up=app.on_up if app else None,
-            )
-            if app is not None:
-                app.worker = worker
-                self.apps[app.window] = app
-                self._app_of[dev.id] = app
-            self.supervisor.add(worker)
-            entry.update(kind=profile.kind, driver=profile.driver, actions=list(getattr(cls, "actions", ())))
-            self.devices[dev.id] = entry
+            app = None
+            if plan.app is not None:
+                submit = (lambda action, args, device=plan.id: self.supervisor.get(device).submit(action, args))
+                ctx = AppContext(self.id, plan.id, self.topics, submit, logging.getLogger(f"hallctl.apps.{plan.app.name}"))
+                app = self.apps[plan.id] = plan.app(ctx, plan.app_options)
+            self.supervisor.add(DeviceWorker(
+                plan.id, lambda plan=plan: self._make_driver(plan), on_state=self._on_device_state,
+                on_up=app.on_up if app is not None else None, probe_interval=plan.config.probe_interval_s))
 
-    def _make_app(self, index: int, dev: Any, options: dict[str, Any]) -> WindowDisplayApp | None:
-        """The app that drives this device, checked now so a typo stops the daemon with exit 78
-        and a clear message instead of failing on every call."""
-        if dev.app is None:
-            return None
-        where = f"device[{index}].options"
-        if dev.app != "window_display":
-            raise ConfigError(f"unknown app {dev.app!r}; known: window_display", file=self.cfg.file, key=f"device[{index}].app")
-        window = options.get("window")
+    def _make_driver(self, plan: DevicePlan) -> Any:
+        driver = plan.build_driver()
+        driver.on_event = lambda type_, data: self._spawn(self._on_device_event(plan.id, type_, data))
+        return driver
+
+    async def _on_device_event(self, device: str, type_: str, data: dict[str, Any]) -> None:
+        """A device reported something by itself: published (through the outbox, so a button
+        press or a card read outlives a broker outage), then handed to its app."""
         try:
-            check_id(str(window) if window is not None else "", "window")
+            topic = self.topics.dev_event(self.id, device, type_)
         except BadRequest as exc:
-            raise ConfigError(f"the window_display app needs the window id it shows: {exc.message}",
-                              file=self.cfg.file, key=f"{where}.window") from None
-        if str(window) in self.apps:
-            raise ConfigError(f"window {window} already has a display app", file=self.cfg.file, key=f"{where}.window")
-        try:
-            templates = check_templates(options.get("templates"))
-        except ValueError as exc:
-            raise ConfigError(str(exc), file=self.cfg.file, key=f"{where}.templates") from None
-        return WindowDisplayApp(str(window), None, templates)
+            log.error("device %s emitted an event that cannot be published: %s", device, exc.message)
+            return
+        await asyncio.to_thread(self.bus.publish_reliable, topic, messages.device_event(device, type_, data))
+        app = self.apps.get(device)
+        if app is not None:
+            try:
+                app.on_device_event(type_, data)
+            except Exception:  # noqa: BLE001 - an app's bug must not stop the node
+                log.exception("app of device %s failed on event %s", device, type_)
 
     async def _on_device_state(self, state: DeviceState) -> None:
         doc = {k: getattr(state, k) for k in ("device", "available", "health", "reason", "since")}
@@ -186,17 +175,27 @@ class Node:
             return
         if parsed.kind == "dev_cmd":
             await self._on_command(incoming, parsed.device or "", parsed.name or "")
-        elif parsed.kind == "window_state":
-            app = self.apps.get(parsed.window or "")
-            if app is not None:
-                try:
-                    app.on_window_state(messages.decode_object(incoming.payload))
-                except BadRequest as exc:
-                    log.warning("ignored window state on %s: %s", incoming.topic, exc.message)
+        elif any(matches(f, incoming.topic) for f in self._follows):
+            self._to_apps(incoming)
         elif parsed.kind == "central_status":
             await self._on_central_status(incoming)
         elif parsed.kind == "node_status" and parsed.node == self.id:
             await self._on_own_status(incoming)
+
+    def _to_apps(self, incoming: Incoming) -> None:
+        if not incoming.payload:
+            return  # a cleared retained topic
+        try:
+            doc = messages.decode_object(incoming.payload)
+        except BadRequest as exc:
+            log.warning("ignored %s: %s", incoming.topic, exc.message)
+            return
+        for device, app in self.apps.items():
+            if any(matches(f, incoming.topic) for f in app.subscriptions()):
+                try:
+                    app.on_hall_message(incoming.topic, doc)
+                except Exception:  # noqa: BLE001 - an app's bug must not stop the node
+                    log.exception("app of device %s failed on %s", device, incoming.topic)
 
     async def _on_central_status(self, incoming: Incoming) -> None:
         try:
@@ -264,13 +263,21 @@ class Node:
                 raise UnknownDevice(f"device {device} is disabled: {self.disabled[device].message}")
             if device not in self.devices:
                 raise UnknownDevice(f"no device {device!r} on node {self.id}; devices: {', '.join(sorted(self.devices))}")
+            spec = self.plans[device].actions.get(action)
+            if spec is None:  # before device_offline: a retry would never help
+                raise UnknownCommand(f"device {device} has no action {action!r}; its actions: "
+                                     f"{', '.join(sorted(self.plans[device].actions))}")
+            try:
+                check(spec.args, request.data, "data")
+            except SchemaError as exc:
+                raise BadRequest(f"{exc.path}: {exc.problem}", field=exc.path) from None
             if action == "probe":
                 data = self.states.get(device, {})
             else:
                 data = await self.supervisor.get(device).submit(action, request.data)
-                app = self._app_of.get(device)
-                if app is not None and action in DISPLAY_ACTIONS:
-                    app.hold()  # a technician's test text stays up for a while, then the truth returns
+                app = self.apps.get(device)
+                if app is not None:
+                    app.after_command(action)
             fut.set_result(messages.response_ok(request.request_id, data))
         except HallctlError as exc:
             if exc.code in TRANSIENT_CODES:
@@ -288,7 +295,7 @@ class Node:
     async def run(self) -> None:
         coros = [("bus", self.bus.run()), ("supervisor", self.supervisor.run()),
                  ("watchdog", self.notifier.run_watchdog(self.bus.healthy))]
-        coros += [(f"app-window-{app.window}", app.run()) for app in self.apps.values()]
+        coros += [(f"app-{device}", app.run()) for device, app in self.apps.items()]
         if not self.devices:
             coros.append(("ready", self._ready_without_devices()))
         await run_together(coros)

@@ -1,0 +1,118 @@
+"""Device kinds as contracts: what every device of a kind can be asked to do, whatever its model.
+
+A :class:`Kind` lists its actions with their argument schemas (JSON Schema), the features that
+some models lack, the events its devices emit and the fields a probe may report. A driver
+declares the kind it serves and the features it implements; a firmware profile may narrow the
+features for its model (``features = [...]``, as escpos-printer-db's ``supports()``). The node
+announces each device's actions with their schemas in its birth, so ``hallctl diag`` and any
+outside client can drive a model they have never seen.
+
+A new kind is registered with :func:`register_kind` (the shipped kinds are at the bottom of this
+file); see docs/devices.md, "Adding a device kind".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+__all__ = ["Action", "Kind", "KINDS", "register_kind", "get_kind", "NO_ARGS", "COMMON_ACTIONS"]
+
+#: the schema of an action that takes no arguments
+NO_ARGS: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
+
+
+@dataclass(frozen=True)
+class Action:
+    """One action of a kind. ``feature`` None: every driver of the kind implements it."""
+
+    name: str
+    doc: str
+    args: Mapping[str, Any] = field(default_factory=lambda: dict(NO_ARGS))
+    feature: str | None = None
+    #: a technician's test (a test ticket, pattern or sentence): ``hallctl diag`` lists these first
+    test: bool = False
+
+    def announce(self) -> dict[str, Any]:
+        """What a node's birth says of this action."""
+        out: dict[str, Any] = {"doc": self.doc, "args": dict(self.args)}
+        if self.test:
+            out["test"] = True
+        return out
+
+
+#: answered by the node itself from the device's last state, for every kind
+COMMON_ACTIONS: dict[str, Action] = {
+    "probe": Action("probe", "the device's current availability and health, as last probed"),
+}
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    doc: str
+    actions: Mapping[str, Action]
+    #: event type -> JSON Schema of its ``data``
+    events: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: JSON Schema of the ``detail`` a probe of this kind may report (paper level, last card...)
+    state: Mapping[str, Any] = field(default_factory=lambda: {"type": "object"})
+
+    @property
+    def features(self) -> frozenset[str]:
+        return frozenset(a.feature for a in self.actions.values() if a.feature)
+
+    def actions_for(self, features: Iterable[str]) -> dict[str, Action]:
+        """The actions a device with ``features`` offers, the common ones included."""
+        have = set(features)
+        own = {n: a for n, a in self.actions.items() if a.feature is None or a.feature in have}
+        return {**own, **COMMON_ACTIONS}
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def register_kind(kind: Kind) -> Kind:
+    """Make ``kind`` known to profiles, drivers, apps and the node. Registering the same name
+    twice with a different definition is a programming error (ValueError)."""
+    known = KINDS.get(kind.name)
+    if known is not None and known != kind:
+        raise ValueError(f"device kind {kind.name!r} is already registered differently")
+    for name in kind.actions:
+        if name in COMMON_ACTIONS:
+            raise ValueError(f"{kind.name}: action {name!r} is answered by the node for every kind")
+    KINDS[kind.name] = kind
+    return kind
+
+
+def get_kind(name: str) -> Kind:
+    """The registered kind; KeyError naming the known ones otherwise."""
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise KeyError(f"unknown device kind {name!r} (known: {', '.join(sorted(KINDS))})") from None
+
+
+# -- the shipped kinds ---------------------------------------------------------------------------
+
+WINDOW_DISPLAY = register_kind(Kind(
+    name="window_display",
+    doc="the LED bar over a window: shows the number being called there",
+    actions={
+        "show": Action("show", "show these lines, one per row (a technician's test text is held 30 s)", {
+            "type": "object",
+            "properties": {"lines": {"type": "array", "minItems": 1, "maxItems": 8,
+                                     "items": {"type": "string", "maxLength": 128}}},
+            "required": ["lines"],
+            "additionalProperties": False,
+        }, test=True),
+        "clear": Action("clear", "blank the display"),
+        "ping": Action("ping", "ask the controller to answer (no change on the display)", test=True),
+        "status": Action("status", "the controller's own status record", feature="status"),
+        "brightness": Action("brightness", "set the brightness now", {
+            "type": "object",
+            "properties": {"level": {"type": "integer", "minimum": 0, "maximum": 15}},
+            "required": ["level"],
+            "additionalProperties": False,
+        }, feature="brightness"),
+    },
+))

@@ -1,0 +1,74 @@
+"""The shape of an app: what maps the hall (retained state, events) to one device's actions.
+
+An app is built by the node, once per device that names it (``app = "..."`` in the node config),
+from that device's options (the keys of the app's ``options_schema``; the rest go to the driver).
+It declares the device kinds it can drive (the node refuses, with exit 78, a device whose profile
+is of another kind) and the hall topics it follows (the node subscribes to them and hands each
+message over). It reaches its device only through :class:`AppContext`, never through MQTT.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, ClassVar, Mapping
+
+from hallctl.bus.topics import Topics
+
+
+@dataclass
+class AppContext:
+    """What the node gives an app."""
+
+    node: str
+    device: str
+    topics: Topics
+    #: run an action on the app's device (through its worker: queued, off the loop, coded errors)
+    submit: Callable[[str, Mapping[str, Any]], Awaitable[dict[str, Any]]]
+    log: logging.Logger
+
+
+class App(abc.ABC):
+    #: the name a node config uses (``app = "window_display"``)
+    name: ClassVar[str] = ""
+    #: device kinds this app can drive
+    kinds: ClassVar[frozenset[str]] = frozenset()
+    #: JSON Schema of the app's keys in the device's options
+    options_schema: ClassVar[Mapping[str, Any]] = {"type": "object", "properties": {}, "additionalProperties": False}
+
+    def __init__(self, ctx: AppContext, options: Mapping[str, Any]) -> None:
+        """No I/O here: the device may not be up yet."""
+        self.ctx = ctx
+        self.options = dict(options)
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Checks the schema cannot express (template fields...): raise
+        :class:`hallctl_drivers.schema.SchemaError` naming the key."""
+
+    @classmethod
+    def claim(cls, options: Mapping[str, Any]) -> str | None:
+        """Something only one app on a node may hold (one display app per window), or None. Two
+        devices claiming the same is a config error."""
+        return None
+
+    def subscriptions(self) -> list[str]:
+        """Hall topic filters this app follows (MQTT wildcards allowed)."""
+        return []
+
+    def on_hall_message(self, topic: str, doc: Mapping[str, Any]) -> None:
+        """A message on one of :meth:`subscriptions` (retained copies included)."""
+
+    def on_device_event(self, type_: str, data: Mapping[str, Any]) -> None:
+        """The device reported ``type_`` by itself (already published on its event topic)."""
+
+    def after_command(self, action: str) -> None:
+        """A technician ran ``action`` on the device (``hallctl diag run``)."""
+
+    async def on_up(self) -> None:
+        """The device (re)started: whatever it showed or held before may be gone."""
+
+    @abc.abstractmethod
+    async def run(self) -> None:
+        """Runs for the node's lifetime; device failures are the worker's to report, not this."""
