@@ -85,6 +85,8 @@ class NodeConfig:
     file: str | None = None
     #: folders of the site's own firmware profiles (*.toml), read after the shipped ones
     profile_dirs: tuple[Path, ...] = ()
+    #: Python modules imported at start that register the site's own kinds, drivers and apps
+    plugins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -227,7 +229,7 @@ _MQTT_FIELDS = (
 )
 _STORE_FIELDS = (_Field("path", str, None, _non_empty),)
 _NODE_FIELDS = (_Field("id", str, check=_is_id), _Field("hall", str, check=_is_id),
-                _Field("profile_dirs", list, None))
+                _Field("profile_dirs", list, None), _Field("plugins", list, None))
 _DEVICE_FIELDS = (
     _Field("id", str, check=_is_id),
     _Field("profile", str, check=_non_empty),
@@ -440,6 +442,10 @@ def parse_node_config(data: Mapping[str, Any], *, file: str | None = None) -> No
         if not isinstance(d, str) or not d.strip():
             raise r.error(f"node.profile_dirs[{j}]", f"expected a folder path, got {d!r}")
         profile_dirs.append(_store_path(d, "", file))
+    plugins = node["plugins"] or []
+    for j, name in enumerate(plugins):
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", name):
+            raise r.error(f"node.plugins[{j}]", f"expected a Python module name, got {name!r}")
     return NodeConfig(
         id=node["id"],
         hall=node["hall"],
@@ -448,6 +454,7 @@ def parse_node_config(data: Mapping[str, Any], *, file: str | None = None) -> No
         devices=tuple(devices),
         file=file,
         profile_dirs=tuple(profile_dirs),
+        plugins=tuple(plugins),
     )
 
 

@@ -29,7 +29,7 @@ from hallctl.bus.topics import Topics, check_name, matches, parse
 from hallctl.config import NodeConfig
 from hallctl.errors import BadRequest, ConfigError, Expired, HallctlError, UnknownCommand, UnknownDevice
 from hallctl.node.bdseq import BdSeq
-from hallctl.node.plan import DevicePlan, plan_node
+from hallctl.node.plan import DevicePlan, load_plugins, plan_node
 from hallctl.profiles import ProfileSet, load_profiles
 from hallctl.runtime.outbox import Outbox
 from hallctl.runtime.sdnotify import Notifier
@@ -51,6 +51,7 @@ class Node:
         self.id = cfg.id
         self.topics = Topics(cfg.hall)
         self.notifier = notifier or Notifier()
+        load_plugins(cfg)
         self.profiles = profiles if profiles is not None else load_profiles(cfg.profile_dirs)
         self.plans = {p.id: p for p in plan_node(cfg, self.profiles)}  # ConfigError: exit 78
         self.outbox = Outbox(str(cfg.store.path))

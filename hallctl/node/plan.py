@@ -13,6 +13,7 @@ disables the devices using it (the node's other devices keep serving), shown as 
 from __future__ import annotations
 
 import difflib
+import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,17 @@ class DevicePlan:
         entry["features"] = sorted(self.profile.features)
         entry["action_specs"] = {n: a.announce() for n, a in sorted(self.actions.items())}
         return entry
+
+
+def load_plugins(cfg: NodeConfig) -> None:
+    """Import the config's ``plugins`` (modules that register a site's kinds, drivers and apps
+    through the public registries); one that cannot be imported is a config error."""
+    for j, name in enumerate(cfg.plugins):
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the node cannot run as configured
+            raise ConfigError(f"cannot import plugin {name!r}: {type(exc).__name__}: {exc}",
+                              file=cfg.file, key=f"node.plugins[{j}]") from None
 
 
 def plan_node(cfg: NodeConfig, profiles: ProfileSet) -> list[DevicePlan]:
