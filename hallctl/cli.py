@@ -20,6 +20,8 @@ hall's queue logic, coordinated over MQTT (topic contract v1, docs/topics.md).
   hallctl demo                 a whole simulated hall in one command (no hardware, no broker)
   hallctl central -c FILE      the hall's queue engine (tickets, calls, retained window state)
   hallctl node -c FILE         one node's devices (window displays, ...)
+  hallctl diag devices         what every device says about its health (a technician's tool)
+  hallctl doctor -c FILE       check a node: config, ports, font, broker, clock, disk
 """
 
 
@@ -39,6 +41,11 @@ def _build_parser() -> argparse.ArgumentParser:
     central.add_argument("-c", "--config", required=True, help="central config (TOML)")
     central.add_argument("--check", action="store_true",
                          help="check the config and print the hall it describes, then exit (before a reload)")
+
+    from hallctl.diag import cli as diag_cli, doctor
+
+    diag_cli.add_parser(sub)
+    doctor.add_parser(sub)
 
     demo = sub.add_parser("demo", help="run a simulated hall: broker, central, nodes, emulated displays, traffic",
                           description="A whole simulated hall in one process. Uses an embedded broker "
@@ -210,7 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hallctl.errors import ConfigError, StorageUnavailable
 
     try:
-        return {"node": _run_node, "central": _run_central, "demo": _run_demo}[args.command](args)
+        from hallctl.diag import cli as diag_cli, doctor
+
+        commands = {"node": _run_node, "central": _run_central, "demo": _run_demo, "diag": diag_cli.main,
+                    "doctor": doctor.main}
+        return commands[args.command](args)
     except ConfigError as exc:
         print(f"hallctl {args.command}: configuration error: {exc.message}", file=sys.stderr)
         return 78  # EX_CONFIG: systemd's RestartPreventExitStatus can name it

@@ -100,11 +100,12 @@ def request(request_id: str, data: Mapping[str, Any] | None = None, *, expires_a
 
 
 def response_ok(request_id: str | None, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    return {"v": VERSION, "request_id": request_id, "status": "ok", "data": dict(data or {})}
+    """``ts``: when the answer was made (a stored answer replayed keeps its first time)."""
+    return {"v": VERSION, "request_id": request_id, "status": "ok", "data": dict(data or {}), "ts": now_iso()}
 
 
 def response_error(request_id: str | None, error: HallctlError) -> dict[str, Any]:
-    return {"v": VERSION, "request_id": request_id, "status": "error", "error": error.to_dict()}
+    return {"v": VERSION, "request_id": request_id, "status": "error", "error": error.to_dict(), "ts": now_iso()}
 
 
 def node_status(state: str, bd_seq: int) -> dict[str, Any]:
@@ -128,8 +129,9 @@ def node_birth(
     devices: list[dict[str, Any]],
     profiles: Mapping[str, Mapping[str, Any]],
     features: list[str],
+    started: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    doc = {
         "v": VERSION,
         "node": node,
         "bd_seq": bd_seq,
@@ -139,6 +141,9 @@ def node_birth(
         "features": features,
         "ts": now_iso(),
     }
+    if started is not None:
+        doc["started"] = started
+    return doc
 
 
 def device_state(state: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ Layout (``docs/topics.md`` is the human contract; keep the two in step)::
     hallctl/v1/<hall>/central/status                       retained, will
     hallctl/v1/<hall>/central/staffing                      retained: windows advised per half hour
     hallctl/v1/<hall>/central/kpi                           retained: today's KPIs, refreshed
+    hallctl/v1/<hall>/central/health                        retained: lost nodes, faulty devices
     hallctl/v1/<hall>/central/req/<client>/<action>         requests to central (QoS 1)
     hallctl/v1/<hall>/central/res/<client>                  responses to that client (QoS 1)
     hallctl/v1/<hall>/event/<type>                          queue events (QoS 1, not retained)
@@ -77,6 +78,10 @@ class Topics:
         return f"{self.base}/central/kpi"
 
     @property
+    def central_health(self) -> str:
+        return f"{self.base}/central/health"
+
+    @property
     def central_req_filter(self) -> str:
         return f"{self.base}/central/req/+/+"
 
@@ -121,6 +126,21 @@ class Topics:
     def dev_cmd_filter(self, node: str) -> str:
         return f"{self.base}/node/{check_id(node, 'node')}/dev/+/cmd/+"
 
+    @property
+    def dev_state_filter(self) -> str:
+        return f"{self.base}/node/+/dev/+/state"
+
+    @property
+    def node_birth_filter(self) -> str:
+        return f"{self.base}/node/+/birth"
+
+    def dev_res_filter(self, node: str, dev: str) -> str:
+        return f"{self.base}/node/{check_id(node, 'node')}/dev/{check_id(dev, 'device')}/res/+"
+
+    @property
+    def dev_event_filter(self) -> str:
+        return f"{self.base}/node/+/dev/+/event/+"
+
     def dev_res(self, node: str, dev: str, action: str) -> str:
         return f"{self.base}/node/{check_id(node, 'node')}/dev/{check_id(dev, 'device')}/res/{check_name(action)}"
 
@@ -148,6 +168,7 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
         "central_status": "central/status",
         "central_staffing": "central/staffing",
         "central_kpi": "central/kpi",
+        "central_health": "central/health",
         "central_req": f"central/req/{_SEG}/{_SEG}",
         "central_res": f"central/res/{_SEG}",
         "event": f"event/{_SEG}",
@@ -165,6 +186,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "central_status": (),
     "central_staffing": (),
     "central_kpi": (),
+    "central_health": (),
     "central_req": ("client", "name"),
     "central_res": ("client",),
     "event": ("name",),
@@ -177,6 +199,11 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "dev_res": ("node", "device", "name"),
     "dev_event": ("node", "device", "name"),
 }
+
+
+#: topics whose documents are retained: their live updates arrive without the retain flag
+RETAINED_KINDS = frozenset({"central_status", "central_staffing", "central_kpi", "central_health", "window_state",
+                            "board_state", "node_status", "node_birth", "dev_state"})
 
 
 def parse(topic: str) -> Parsed | None:

@@ -49,6 +49,7 @@ class Node:
     def __init__(self, cfg: NodeConfig, *, profiles: ProfileSet | None = None, notifier: Notifier | None = None) -> None:
         self.cfg = cfg
         self.id = cfg.id
+        self.started = messages.now_iso()
         self.topics = Topics(cfg.hall)
         self.notifier = notifier or Notifier()
         load_plugins(cfg)
@@ -159,7 +160,8 @@ class Node:
     async def _announce(self) -> None:
         profiles = {d["profile"]: {"vendor": p.vendor, "name": p.name}
                     for d in self.devices.values() if (p := self.profiles.profiles.get(d["profile"]))}
-        birth = messages.node_birth(self.id, self.bd_seq, hallctl.__version__, list(self.devices.values()), profiles, FEATURES)
+        birth = messages.node_birth(self.id, self.bd_seq, hallctl.__version__, list(self.devices.values()), profiles, FEATURES,
+                                   started=self.started)
         await self.bus.publish(self.topics.node_birth(self.id), birth, retain=True)
         await self.bus.publish(self.topics.node_status(self.id), messages.node_status("ready", self.bd_seq), retain=True)
         for dev_id, doc in self.states.items():
