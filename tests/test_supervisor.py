@@ -151,6 +151,29 @@ async def test_failing_start_is_retried_with_backoff(caplog):
         await stop(task)
 
 
+async def test_a_driver_that_cannot_be_built_is_a_fault_not_an_endless_retry(caplog):
+    from hallctl.errors import ConfigError
+
+    built = []
+
+    def factory() -> Driver:
+        built.append(1)
+        raise ConfigError("must be 1..65534, got 70000", key="options.address")
+
+    states = StateLog()
+    worker = DeviceWorker("display", factory, on_state=states, backoff_initial=0.001, backoff_max=0.01)
+    task = asyncio.create_task(worker.run())
+    try:
+        state = await states.wait(down)
+        assert state.reason == "configuration: options.address: must be 1..65534, got 70000"
+        await asyncio.sleep(0.2)  # a hundred backoff periods
+        assert built == [1] and len(states.states) == 1
+        with pytest.raises(DeviceOffline):
+            await worker.submit("show", {"text": "x"})
+    finally:
+        await stop(task)
+
+
 def test_backoff_doubles_with_jitter_and_is_capped():
     worker = DeviceWorker("d", lambda: FakeDriver(FakeHardware()), on_state=lambda s: None,
                           backoff_initial=0.5, backoff_max=30.0)

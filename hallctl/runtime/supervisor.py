@@ -10,6 +10,10 @@ waiting through the outage.
 Logging follows the Home Assistant rule: one WARNING when a device goes offline, one INFO when
 it is back; each retry in between is DEBUG only.
 
+A driver that cannot even be built (a :class:`ConfigError` from its constructor) is a wrong
+configuration, not an outage: the device is marked in fault with the reason once and not retried.
+The node checks every driver before it starts, so this is a last guard.
+
 Example::
 
     worker = DeviceWorker("display-3", lambda: OnbonBxDisplay(settings, options),
@@ -56,8 +60,8 @@ _Job = tuple[str, dict[str, Any], "asyncio.Future[dict[str, Any]]"]
 
 async def _within(awaitable: Awaitable[T], seconds: float) -> T:
     """``asyncio.wait_for`` without its Python 3.11 flaw: there it can swallow a cancellation when
-    the awaited call finishes in the same loop step, and a node then ignores SIGTERM (found by
-    bench/node_footprint.py: 9 hangs in 40 stops). ``asyncio.timeout`` does not."""
+    the awaited call finishes in the same loop step, and a node then ignores SIGTERM.
+    ``asyncio.timeout`` does not."""
     async with asyncio.timeout(seconds):
         return await awaitable
 
@@ -127,6 +131,7 @@ class DeviceWorker:
         self._on_up_task: asyncio.Task[None] | None = None
         self._attempt = 0  # consecutive failures; reset once the device serves something
         self._outage_logged = False  # the WARNING for the current outage was already written
+        self._misconfigured = False  # the driver cannot be built: never retried
 
     # -- public --------------------------------------------------------------------------
 
@@ -189,6 +194,8 @@ class DeviceWorker:
     # -- the cycle: (backoff) start, serve until failure, go down ---------------------------
 
     async def _cycle(self) -> None:
+        if self._misconfigured:
+            await asyncio.Event().wait()  # until cancelled: retrying cannot fix a configuration
         if self._attempt:
             delay = self.backoff_delay(self._attempt)
             self._log.debug(
@@ -209,6 +216,11 @@ class DeviceWorker:
         """Build and start a driver and probe it once; None (device down) on failure."""
         try:
             driver = self._factory()
+        except ConfigError as exc:
+            self._misconfigured = True
+            self._log.error("device %s: cannot be built, not retried: %s", self.device_id, exc.message)
+            await self._went_down(f"configuration: {exc.message}")
+            return None
         except Exception as exc:
             await self._went_down(f"cannot create driver: {_describe(exc)}")
             return None
