@@ -1,9 +1,8 @@
 """Benchmark: window assignment on the simulated Xiaoshan hall (issue 3), and the simulator's validity.
 
 Runs ``--days`` replicated days of scenario "xiaoshan-base" for every hall layout (ded29, u24,
-1x, prim24, chain2, chain3), every policy the installed central core accepts (dedicated, fifo,
-sew, default; a core without ``HallSpec.policy`` has global FIFO only, reported as "fifo") and
-both mixes (walkin; priority = 20% appointments + 5% green channel). Every combination replays
+1x, prim24, chain2, chain3), every calling policy of the central core (``POLICY_NAMES``:
+default, dedicated, fifo, sew) and both mixes (walkin; priority = 20% appointments + 5% green channel). Every combination replays
 the same citizens (common random numbers), so differences come from the hall and the policy.
 
 Then it checks the simulator itself:
@@ -19,7 +18,7 @@ where the time goes, with the central core's functions apart.
 Human-readable lines first; the LAST line of stdout is one JSON object:
 ``{"days", "sim_tickets_per_s", "results": [...], "pooling_gain": {"chain2", "chain3"},
 "ciw": {layout: {"ours", "ciw", "agree", ...}}, "erlang_c": {"sim", "exact", "rel_err", ...},
-"priority_formula": {...}, "core": {...}, "timing": {...}, "checks": {...}}``.
+"priority_formula": {...}, "timing": {...}, "checks": {...}}``.
 
 * ``priority_formula``: u24 / default / priority against Cobham's non-preemptive priority formula
   (M/G/24 at the day-average load); check ``walkin_vs_priority_formula`` on the walk-in penalty
@@ -38,11 +37,10 @@ import os
 import pstats
 import sys
 import time
-from dataclasses import asdict
 from typing import Any
 
+from hallctl.central.model import POLICY_NAMES
 from hallctl.sim.hallsim.crosscheck import ciw_compare, erlang_c_check, scenario_priority_formula
-from hallctl.sim.hallsim.features import probe_core
 from hallctl.sim.hallsim.layouts import CIW_LAYOUTS, LAYOUTS
 from hallctl.sim.hallsim.run import Combo, RunResult, all_combos, run_days, run_replications
 from hallctl.sim.hallsim.scenario import MIXES, XIAOSHAN_BASE
@@ -128,8 +126,8 @@ def checks(run: RunResult, results: dict[Combo, dict[str, Any]], gain: dict[str,
 
 
 def profile(days: int, layout: str = "u24", top: int = 14) -> dict[str, Any]:
-    """cProfile of ``days`` days of ``layout`` (built-in or default policy, walk-ins) in-process."""
-    policy = "default" if "default" in probe_core().policies else probe_core().policies[0]
+    """cProfile of ``days`` days of ``layout`` (default policy, walk-ins) in-process."""
+    policy = "default"
     prof = cProfile.Profile()
     t0 = time.perf_counter()
     prof.enable()
@@ -169,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--layouts", default=",".join(LAYOUTS))
-    ap.add_argument("--policies", default="", help="comma list; default: all the core accepts")
+    ap.add_argument("--policies", default="", help=f"comma list; default: all ({','.join(POLICY_NAMES)})")
     ap.add_argument("--mixes", default=",".join(MIXES))
     ap.add_argument("--ciw-days", type=int, default=None, help="ciw days per layout (default --days)")
     ap.add_argument("--no-ciw", action="store_true")
@@ -178,17 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-days", type=int, default=20)
     a = ap.parse_args(argv)
 
-    features = probe_core()
-    say(f"core: policies {features.policies}, priority {features.priority}, "
-        f"slot {features.slot_format}, speed {features.speed}")
     layouts = [x for x in a.layouts.split(",") if x]
     mixes = [x for x in a.mixes.split(",") if x]
     wanted = [x for x in a.policies.split(",") if x] or None
-    missing = [p for p in (wanted or ("dedicated", "fifo", "sew", "default")) if p not in features.policies]
-    if missing:
-        say(f"NOTE: the core does not accept policies {missing}; they are not run")
+    unknown = [p for p in wanted or () if p not in POLICY_NAMES]
+    if unknown:
+        ap.error(f"unknown policies {unknown}; the core has {', '.join(POLICY_NAMES)}")
     combos = all_combos(layouts, wanted, mixes)
-    do_ciw = not a.no_ciw and "fifo" in features.policies
+    do_ciw = not a.no_ciw
     if do_ciw:  # the ciw comparison needs FIFO walk-ins on its layouts
         for layout in CIW_LAYOUTS:
             c = Combo(layout, "fifo", "walkin")
@@ -213,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{s['served_within_15_min']:6.3f} {s['waited_over_30_min']:6.4f} {s['utilisation']:5.3f}  "
             f"{s['class_mean_wait_min']}")
 
-    gain_policy = "default" if "default" in features.policies else features.policies[0]
+    gain_policy = "default"
     gain = pooling_gain(run, gain_policy)
     say(f"pooling gain under {gain_policy}: {gain}")
 
@@ -260,7 +255,6 @@ def main(argv: list[str] | None = None) -> int:
         "ciw": ciw,
         "erlang_c": erlang,
         "priority_formula": prio,
-        "core": asdict(features),
         "timing": {
             "workers": run.workers, "wall_s": round(run.wall_seconds, 2), "hall_days": run.hall_days,
             "hall_days_per_s": round(hall_days_per_s, 2), "tickets": run.tickets,

@@ -7,7 +7,6 @@ scenario promises (volumes, service means), on a few simulated days at most.
 from __future__ import annotations
 
 import dataclasses
-
 import math
 import statistics
 from collections import Counter, defaultdict
@@ -15,7 +14,7 @@ from datetime import date, datetime
 
 import pytest
 
-from hallctl.central.model import HallSpec, QueueSpec, WindowSpec
+from hallctl.central.model import POLICY_NAMES, HallSpec, QueueSpec, WindowSpec
 from hallctl.errors import HallClosed
 from hallctl.sim.hallsim.crosscheck import (
     erlang_c_check,
@@ -26,7 +25,6 @@ from hallctl.sim.hallsim.crosscheck import (
     scenario_priority_formula,
 )
 from hallctl.sim.hallsim.engine import DayResult, HallDay, SimError, SimOptions
-from hallctl.sim.hallsim.features import probe_core
 from hallctl.sim.hallsim.layouts import LAYOUTS, build_hall, window_skills
 from hallctl.sim.hallsim.metrics import WaitStats
 from hallctl.sim.hallsim.run import Combo, run_replications
@@ -207,17 +205,21 @@ def test_priority_mix_marks_classes_and_appointment_slots():
         if r.slot is not None:
             assert r.slot % 5 == 0 and any(lo <= r.slot < hi for lo, hi in XS.periods)
             assert -7.5 <= r.slot - r.issued <= 17.5  # up to 15 min early, 5 late, on a 5-min grid
-    if probe_core().priority:
-        issued = {e.data["ticket"]: e.data for e in result.log if e.type == "ticket.issued"}
-        green = [r for r in result.records if r.cls == "green"]
-        assert all(issued[r.id].get("priority") == "green" for r in green)
+    # the core got each ticket's class, and each appointment's slot as an ISO datetime
+    issued = {e.data["ticket"]: e.data for e in result.log if e.type == "ticket.issued"}
+    green = [r for r in result.records if r.cls == "green"]
+    assert green and all(issued[r.id].get("priority") == "green" for r in green)
+    assert all("priority" not in issued[r.id] for r in result.records if r.cls == "walkin")
+    slotted = [r for r in result.records if "slot" in issued[r.id]]
+    assert slotted and all(r.cls == "appointment" for r in slotted)
+    for r in slotted:
+        assert issued[r.id]["priority"] == "appointment"
+        assert ts_minutes(issued[r.id]["slot"]) == pytest.approx(r.slot)
 
 
-def test_window_speed_divides_service_time_when_the_core_has_speeds():
-    if not probe_core().speed:
-        pytest.skip("the core has no WindowSpec.speed yet")
+def test_window_speed_divides_service_time():
     hall = HallSpec(hall_id="speed", queues={"q": QueueSpec("q", "A", "q")},
-                    windows={"w1": WindowSpec("w1", "1号窗口", ("q",), speed={"q": 2.0})})  # type: ignore[call-arg]
+                    windows={"w1": WindowSpec("w1", "1号窗口", ("q",), speed={"q": 2.0})})
     arrivals = [Arrival(600.0 + 10 * i, "q", 4.0, 1.0, 0.0, 1.0, 1.0) for i in range(5)]
     result = HallDay(hall, arrivals, day=DAY, open_at=OPEN).run()
     assert result.busy_min["w1"] == pytest.approx(10.0)  # 5 x 4 min at double speed
@@ -335,8 +337,11 @@ def test_percentiles_from_the_histogram():
 
 
 def test_ciw_agrees_on_u24_over_a_few_days():
-    pytest.importorskip("ciw")
+    import ciw  # a test dependency (pyproject's test extras): when missing, this fails
+
     from hallctl.sim.hallsim.crosscheck import ciw_compare, ciw_day
+
+    assert ciw.__version__.startswith("3.")  # the major version crosscheck's ciw Node subclass is for
 
     mean, n = ciw_day(("1x", XS.name, 5))
     assert 500 < n < 900 and 0 <= mean < 60
@@ -345,7 +350,14 @@ def test_ciw_agrees_on_u24_over_a_few_days():
     assert cmp["agree"], cmp
 
 
-@pytest.mark.parametrize("policy", probe_core().policies)
+def test_the_hall_config_accepts_exactly_the_four_policies():
+    """The no-idle test below runs over POLICY_NAMES: a policy dropped from it must fail here."""
+    assert sorted(POLICY_NAMES) == ["dedicated", "default", "fifo", "sew"]
+    for policy in POLICY_NAMES:
+        assert build_hall("u24", XS, policy=policy).policy == policy
+
+
+@pytest.mark.parametrize("policy", POLICY_NAMES)
 def test_no_window_idles_while_work_it_may_serve_waits(policy):
     """Every policy hands a free window a ticket whenever one it may serve waits: the simulator
     never had to ask again later (repolls), on a busy chain3 day with appointments and green."""

@@ -1,32 +1,34 @@
 """Hall KPIs folded from the central event stream: pure, no I/O, no clock.
 
-Like :class:`~hallctl.central.core.Central`, :class:`Kpis` is rebuilt by folding the stored events
-in ``seq`` order (:meth:`Kpis.apply` / :meth:`Kpis.from_events`), so it needs no storage of its own.
-It accepts :class:`~hallctl.central.model.Event` objects or their ``to_dict()`` form, ignores event
-types it does not know, and skips (and counts) events about tickets it never saw issued (a fold that
-starts mid-log), so it never stops the caller.
+The hall manager's figures (waits, service times, window utilisation, counts per queue, class,
+matter, department, window and clerk) are derived from the stored events alone: they need no
+storage of their own, and a restarted central rebuilds them by replaying the log. :class:`Kpis`
+folds events in ``seq`` order (:meth:`Kpis.apply` / :meth:`Kpis.from_events`), per business day,
+keeping the newest ``keep_days`` (default: all); a fold that starts mid-log (central starting from a day checkpoint) gets the
+windows' states from :meth:`Kpis.seed_windows`. It takes :class:`~hallctl.central.model.Event`
+objects or their ``to_dict()`` form, ignores event types it does not know and skips (and counts)
+events about tickets it never saw issued, so it never stops the caller.
 
 Definitions (all times in seconds, from the events' ``ts``):
 
-* **wait** of a ticket: the time it spent waiting for a call. The first spell runs from issue to the
+* **wait** of a ticket: time spent waiting for a call. The first spell runs from issue to the
   first call, for an appointment from the later of its slot and its issue (someone who comes early
   is not waiting before the slot; docs/assignment.md). A transferred ticket waits again, from the
   transfer to its next call; ``wait_s`` is the sum of the spells, ``first_wait_s`` the first one.
   Each spell is one sample of the queue it waited in (per-queue mean/p90).
-* **service** of a ticket: from ``ticket.started`` at the window that completed it (or that
-  window's call, if it was never started) to ``ticket.completed``.
+* **service**: from ``ticket.started`` at the window that completed it (or that window's call,
+  if it was never started) to ``ticket.completed``.
 * **total** (取号到办结 as far as the hall sees it): ``ticket.issued`` -> ``ticket.completed``.
 * A window is **busy** while a ticket occupies it (called -> completed / no_show / transferred: a
   called citizen who has not arrived yet blocks the window too). Its **open time** is the time in
-  state ``open`` (opened -> paused/closed); **utilisation** = busy time while open / open time.
-* A ticket still unfinished when ``day.started`` comes is **expired** (a walk-out or left over);
-  open windows and occupied windows are cut at the last event of the old day (the hall cannot see
-  when it really stopped) and, as in the core, a window's state carries over into the new day from
-  the ``day.started`` event.
-* **Per clerk** (积分制): the events carry no clerk yet, so credit goes to the window. Hook: when an
-  event's data has a ``clerk`` (a ticket event, or the ``window.opened`` that signed a clerk in at
-  that window), that clerk is credited instead, and entries say ``"keyed_by": "clerk"``. 首办
-  (``first_handled``) goes to whoever made a ticket's first call.
+  state ``open``; **utilisation** = busy time while open / open time.
+* At ``day.started`` every unfinished ticket of the old day is **expired**, the old day's windows
+  are counted up to its last event (the hall cannot see when they really stopped), and windows
+  not closed carry their state and clerk into the new day, as in the core.
+* **Per clerk** (积分制): a ticket event is credited to its ``clerk``, else to the clerk signed in
+  at the window (``window.opened`` with ``clerk``, until ``window.closed``), else to the window;
+  entries say which (``"keyed_by"``). 首办 (``first_handled``) goes to whoever made a ticket's
+  first call.
 
 Percentiles are nearest-rank (an observed value). :meth:`Kpis.summary` is JSON-able and holds no
 personal data: no phone, only ticket ids and numbers.
@@ -111,7 +113,7 @@ class WindowKpi:
 
     state: str = "closed"
     ticket: str | None = None
-    clerk: str | None = None  # signed in by a window.opened with a ``clerk`` (hook)
+    clerk: str | None = None  # signed in by a window.opened with a ``clerk``
     last: float | None = None
     open_s: float = 0.0
     busy_s: float = 0.0  # occupied, whatever the state
@@ -362,7 +364,7 @@ class Kpis:
     @staticmethod
     def _clerk(day: DayKpi, w: WindowKpi, d: Mapping[str, Any]) -> ClerkKpi:
         """The clerk credited for a ticket event: its ``clerk`` field, else the clerk signed in at
-        the window, else the window itself (the hook; see the module docstring)."""
+        the window, else the window itself (see the module docstring)."""
         clerk = d.get("clerk") if isinstance(d.get("clerk"), str) else w.clerk
         if clerk is not None:
             return day.clerks.setdefault(f"clerk:{clerk}", ClerkKpi("clerk"))

@@ -15,9 +15,9 @@ seconds throughout, unless a name says otherwise (``arrivals_per_hour``, ``*_min
   regime, with ``c = R + β√R``, P(wait) -> ``α(β) = [1 + β·Φ(β)/φ(β)]^-1``
   (:func:`halfin_whitt_delay`) and ``cμ - λ = β√R·μ``, so the service level is about
   ``1 - α(β)·e^{-β√R·μt}``; :func:`beta_for` solves that for the smallest β meeting the target.
-  Checked on a grid (tests/test_staffing.py: 80-90% within 5-20 min, mean-wait targets, service
+  Checked on a grid (tests/test_staffing.py: 80-90% within 5-15 min, mean-wait targets, service
   times 5-20 min, R from 0.1 to 100): the rule with that β is never above the exact answer and at
-  most one window below it (exact <= rule + 1; equal in 85-97% of cases), because the
+  most one window below it (exact <= rule + 1; equal in 85-99% of cases), because the
   continuous QED formula slightly overstates the service level of small, discrete halls. The
   exact search is what :func:`advise` uses; the rule is for explaining and sanity-checking it.
 * :func:`forecast_from_history` - mean arrivals per half hour from past days' ``ticket.issued``.

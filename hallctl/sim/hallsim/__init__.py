@@ -5,8 +5,7 @@
 * :mod:`.engine`: one simulated business day (:class:`~.engine.HallDay`);
 * :mod:`.metrics`: wait statistics over replicated days;
 * :mod:`.run`: replications over (layout, policy, mix), common random numbers, worker processes;
-* :mod:`.crosscheck`: validation against Erlang C and the ``ciw`` library;
-* :mod:`.features`: what the installed core supports (policies, priorities, speeds).
+* :mod:`.crosscheck`: validation against Erlang C and the ``ciw`` library.
 
 Run ``bench/assignment.py`` for the figures. Nothing here does I/O at import time.
 """

@@ -24,7 +24,6 @@ from typing import Any, Sequence
 
 from hallctl.central.model import HallSpec, QueueSpec, WindowSpec
 from hallctl.sim.hallsim.engine import HallDay
-from hallctl.sim.hallsim.features import probe_core
 from hallctl.sim.hallsim.layouts import DED29, window_skills
 from hallctl.sim.hallsim.metrics import mean_ci
 from hallctl.sim.hallsim.scenario import SCENARIOS, Arrival, Scenario, lognormal_params
@@ -114,13 +113,12 @@ def scenario_priority_formula(
 
 
 def mmc_hall(c: int) -> HallSpec:
-    """One queue, ``c`` universal windows, FIFO (when the core has policies)."""
-    extra = {"policy": "fifo"} if probe_core().has_policy else {}
+    """One queue, ``c`` universal windows, FIFO."""
     return HallSpec(
         hall_id="sim-mmc",
         queues={"q": QueueSpec("q", "A", "排队")},
         windows={f"w{i:02d}": WindowSpec(f"w{i:02d}", f"{i}号窗口") for i in range(1, c + 1)},
-        **extra,  # type: ignore[arg-type]
+        policy="fifo",
     )
 
 

@@ -5,12 +5,12 @@ events, a simulated clock injected into :class:`hallctl.central.core.Central`, a
 behave like real ones:
 
 * every window opens at the first opening time (``window.open``);
-* a citizen arrives and takes a ticket (``ticket.issue``, with ``priority`` and ``slot`` when the
-  core takes them); the free windows that may serve its queue under the core's policy, longest
+* a citizen arrives and takes a ticket (``ticket.issue``, with ``priority`` and, for an
+  appointment, its ``slot`` as an ISO datetime); the free windows that may serve its queue under the core's policy, longest
   idle first, press "next" (``window.call_next``) until the new ticket has been called (a policy
   may hand them another ticket, or none);
 * a called citizen who is present is served at once (``window.start`` if asked for) for the
-  ticket's service time, divided by the window's speed for that queue when the core has speeds,
+  ticket's service time, divided by the window's speed for that queue (``WindowSpec.speed_for``),
   then ``window.complete``; the window presses "next" again, or stays idle;
 * an absent citizen (no-show, or walked out after running out of patience) is called, recalled
   ``recalls`` times ``call_wait_min`` apart, then marked ``window.no_show``;
@@ -27,11 +27,10 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 from datetime import date as Date, datetime, timedelta
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from hallctl.central.core import Central
-from hallctl.central.model import FINAL, Event, HallSpec
-from hallctl.sim.hallsim.features import CoreFeatures, probe_core
+from hallctl.central.model import FINAL, Event, HallSpec, WindowSpec
 from hallctl.sim.hallsim.scenario import DAY_RESET_HOUR, Arrival, Scenario
 
 _ARRIVE, _DONE, _POLL, _RECALL = 0, 1, 2, 3
@@ -70,7 +69,7 @@ class TicketRecord:
     done: float | None = None
     window: str | None = None
     no_show: bool = False
-    predicted_min: float | None = None  # wait the core predicted at issue, if it does
+    predicted_min: float | None = None  # wait the core predicted at issue (None: no estimate)
 
 
 @dataclass
@@ -88,20 +87,6 @@ class DayResult:
     log: list[Event] = field(default_factory=list)  # the core's events (only with keep_events)
 
 
-_PREDICTION_KEYS = (("predicted_wait_s", 1 / 60.0), ("predicted_wait_min", 1.0))
-
-
-def _predicted_min(data: Mapping[str, Any]) -> float | None:
-    """The wait predicted in an issue response (top level or in the ticket view), in minutes;
-    None while the core predicts nothing."""
-    ticket = data.get("ticket") or {}
-    for key, scale in _PREDICTION_KEYS:
-        value = data.get(key, ticket.get(key))
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value) * scale
-    return None
-
-
 class HallDay:
     """One simulated business day. ``run()`` once; it returns the :class:`DayResult`."""
 
@@ -114,13 +99,11 @@ class HallDay:
         open_at: float,
         scenario: Scenario | None = None,
         options: SimOptions = SimOptions(),
-        features: CoreFeatures | None = None,
         keep_events: bool = False,
     ) -> None:
         if options.mix != "walkin" and scenario is None:
             raise ValueError("mix 'priority' needs the scenario (shares, slots)")
         self.hall, self.arrivals, self.scenario, self.opt = hall, arrivals, scenario, options
-        self.features = features or probe_core()
         self.open_at = open_at
         self.now = open_at
         self._midnight = datetime(day.year, day.month, day.day, tzinfo=hall.zone)
@@ -167,29 +150,16 @@ class HallDay:
             self._log.extend(out.events)
         return out.data
 
-    def _skill_set(self, spec: Any) -> frozenset[str] | None:
+    def _skill_set(self, spec: WindowSpec) -> frozenset[str] | None:
         """The queues a window may call under the core's policy (None: every queue). A policy
         may narrow the spec (per-department FIFO calls the primary queues only)."""
-        policy = getattr(self.central, "policy", None)
-        serves = getattr(policy, "serves", None)
-        if serves is None:
-            queues = set(self.hall.queues) if spec.universal else set(spec.queues)
-        else:
-            queues = {q for q in self.hall.queues if serves(spec, q)}
+        serves = self.central.policy.serves
+        queues = {q for q in self.hall.queues if serves(spec, q)}
         return None if queues == set(self.hall.queues) else frozenset(queues)
 
-    def _speeds(self, spec: Any) -> dict[str, float]:
-        """queue -> the window's speed factor for it (service time is divided by it): the core's
-        ``WindowSpec.speed_for`` when it has one, else a ``speed`` number or table, else 1.0."""
-        speed_for = getattr(spec, "speed_for", None)
-        if callable(speed_for):
-            return {q: float(speed_for(q)) for q in self.hall.queues}
-        speed = getattr(spec, "speed", None)
-        if isinstance(speed, (int, float)):
-            return dict.fromkeys(self.hall.queues, float(speed))
-        if isinstance(speed, Mapping):
-            return {q: float(speed.get(q, 1.0)) for q in self.hall.queues}
-        return dict.fromkeys(self.hall.queues, 1.0)
+    def _speeds(self, spec: WindowSpec) -> dict[str, float]:
+        """queue -> the window's speed factor for it (service time is divided by it)."""
+        return {q: spec.speed_for(q) for q in self.hall.queues}
 
     def _push(self, t: float, kind: int, payload: Any) -> None:
         self._seq += 1
@@ -243,14 +213,16 @@ class HallDay:
         slot = None
         if cls == "appointment":
             slot = a.slot(self.scenario)  # type: ignore[arg-type]
-        if self.features.priority and cls != "walkin":
+        if cls != "walkin":
             data["priority"] = cls
-            if slot is not None and self.features.slot_format:
-                data["slot"] = self._slot_text(slot)
+            if slot is not None:
+                when = self._midnight + timedelta(minutes=slot)
+                data["slot"] = when.isoformat(timespec="seconds")
         res = self._cmd("ticket.issue", data)
         ticket = res["ticket"]
         rec = TicketRecord(i, ticket["id"], ticket["number"], a.queue, cls, self.now, slot)
-        rec.predicted_min = _predicted_min(res)
+        wait = res["predicted_wait_min"]
+        rec.predicted_min = None if wait is None else float(wait)
         if rec.id in self._by_id:
             raise SimError(f"the core issued {rec.id} twice")
         self._by_id[rec.id] = rec
@@ -265,12 +237,6 @@ class HallDay:
             skills = self._skills[w]
             if w in self._idle and (skills is None or a.queue in skills):
                 self._call(w)
-
-    def _slot_text(self, slot: float) -> str:
-        when = self._midnight + timedelta(minutes=slot)
-        if self.features.slot_format == "hhmm":
-            return when.strftime("%H:%M")
-        return when.isoformat(timespec="seconds")
 
     def _can_serve_waiting(self, w: str) -> bool:
         skills = self._skills[w]

@@ -12,9 +12,9 @@ A window's ``queues`` lists its primary block first (the core reads the order as
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Callable
+from typing import Callable, Mapping
 
+from hallctl.central.hours import OpeningHours
 from hallctl.central.model import ALL_QUEUES, HallSpec, QueueSpec, WindowSpec
 from hallctl.sim.hallsim.scenario import DAY_RESET_HOUR, Scenario
 
@@ -52,31 +52,24 @@ def build_hall(
     scenario: Scenario,
     *,
     policy: str | None = None,
-    speeds: Callable[[int, tuple[str, ...]], object] | None = None,
+    speeds: Callable[[int, tuple[str, ...]], Mapping[str, float]] | None = None,
 ) -> HallSpec:
-    """The HallSpec of ``layout``; ``policy`` is passed only if the core has ``HallSpec.policy``.
+    """The HallSpec of ``layout`` under ``policy`` (None: the core's default policy).
 
-    ``speeds(index, queues)`` may give a window's ``speed`` (only used if WindowSpec has it).
+    ``speeds(index, queues)`` may give a window's ``speed`` table (queue -> factor). The hall's
+    opening hours are the scenario's periods, so the core refuses tickets outside them as it
+    would a kiosk's.
     """
     queues = {b.id: QueueSpec(b.id, b.prefix, b.name) for b in scenario.blocks}
-    window_fields = {f.name for f in dataclasses.fields(WindowSpec)}
     windows = {}
     for i, skills in enumerate(window_skills(layout), start=1):
         wid = f"w{i:02d}"
-        kwargs: dict[str, object] = {}
-        if speeds is not None and "speed" in window_fields:
-            kwargs["speed"] = speeds(i, skills)
-        windows[wid] = WindowSpec(wid, f"{i}号窗口", skills, **kwargs)  # type: ignore[arg-type]
-    extra: dict[str, object] = {}
-    hall_fields = {f.name for f in dataclasses.fields(HallSpec)}
-    if policy is not None and "policy" in hall_fields:
-        extra["policy"] = policy
-    if "hours" in hall_fields:  # the core refuses tickets outside them: every arrival must pass
-        from hallctl.central.hours import OpeningHours
-
-        extra["hours"] = OpeningHours.parse([f"{_hhmm(a)}-{_hhmm(b)}" for a, b in scenario.periods])
-    return HallSpec(hall_id=f"sim-{layout}", queues=queues, windows=windows,  # type: ignore[arg-type]
-                    day_reset_hour=DAY_RESET_HOUR, **extra)
+        speed = {} if speeds is None else speeds(i, skills)
+        windows[wid] = WindowSpec(wid, f"{i}号窗口", skills, speed=speed)
+    extra: dict[str, str] = {} if policy is None else {"policy": policy}
+    hours = OpeningHours.parse([f"{_hhmm(a)}-{_hhmm(b)}" for a, b in scenario.periods])
+    return HallSpec(hall_id=f"sim-{layout}", queues=queues, windows=windows, hours=hours,
+                    day_reset_hour=DAY_RESET_HOUR, **extra)  # type: ignore[arg-type]
 
 
 def _hhmm(minutes: float) -> str:

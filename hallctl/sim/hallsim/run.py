@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Iterable, Sequence
 
+from hallctl.central.model import POLICY_NAMES
 from hallctl.sim.hallsim.engine import HallDay, SimOptions
-from hallctl.sim.hallsim.features import probe_core
 from hallctl.sim.hallsim.layouts import LAYOUTS, build_hall
 from hallctl.sim.hallsim.metrics import WaitStats
 from hallctl.sim.hallsim.scenario import MIXES, SCENARIOS, generate_day
@@ -48,9 +48,9 @@ def all_combos(
     policies: Iterable[str] | None = None,
     mixes: Iterable[str] = MIXES,
 ) -> list[Combo]:
-    """Every combination the installed core can run (its policies when none are named)."""
-    known = probe_core().policies
-    chosen = [p for p in (policies or known) if p in known]
+    """Every combination of ``layouts``, ``policies`` (default: every policy the core has; names it
+    does not know are left out) and ``mixes``."""
+    chosen = [p for p in (policies or POLICY_NAMES) if p in POLICY_NAMES]
     return [Combo(l, p, m) for l in layouts for p in chosen for m in mixes]
 
 
