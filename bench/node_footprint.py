@@ -248,7 +248,7 @@ def check_screens(emus: list[Any], last: dict[int, int]) -> dict[int, int]:
 
 
 def measure(runs: int, traffic_s: float) -> dict[str, Any]:
-    from hallctl.sim.bx_emulator import BxEmulator
+    from hallctl_drivers.onbon_bx.emulator import BxEmulator
     from hallctl.sim.mosquitto import MosquittoProcess
 
     print(f"node footprint: {DEVICES} emulated BX-6K displays, cold starts x{runs}, python {PYTHON}", flush=True)

@@ -65,7 +65,7 @@ from hallctl.central.service import CentralService, MqttSettings
 from hallctl.config import NodeConfig, parse_node_config
 from hallctl.errors import HallctlError
 from hallctl.node.daemon import Node
-from hallctl.sim.bx_emulator import BxEmulator
+from hallctl_drivers.onbon_bx.emulator import BxEmulator
 from hallctl.sim.mosquitto import MosquittoProcess
 
 HALL = "bench-hall"

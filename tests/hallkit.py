@@ -17,7 +17,7 @@ from hallctl.central.service import CentralService, MqttSettings
 from hallctl.config import parse_node_config
 from hallctl.node.daemon import Node
 from hallctl.runtime.tasks import cancel_and_wait
-from hallctl.sim.bx_emulator import BxEmulator
+from hallctl_drivers.onbon_bx.emulator import BxEmulator
 
 HALL = "test-hall"
 

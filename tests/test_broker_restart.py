@@ -13,7 +13,7 @@ from hallkit import HALL, Observer, central, node_config, window_node
 from hallctl.bus.topics import Topics
 from hallctl.config import parse_node_config
 from hallctl.node.daemon import Node
-from hallctl.sim.bx_emulator import BxEmulator
+from hallctl_drivers.onbon_bx.emulator import BxEmulator
 
 T = Topics(HALL)
 

@@ -51,7 +51,7 @@ async def test_central_from_example_config_serves_and_stops_cleanly(mosquitto, t
 
 
 async def test_node_sends_ready_to_systemd(mosquitto, tmp_path):
-    from hallctl.sim.bx_emulator import BxEmulator
+    from hallctl_drivers.onbon_bx.emulator import BxEmulator
 
     with BxEmulator() as emu:
         cfg = _example("node.example.toml", tmp_path, mosquitto.port, **{"/dev/ttyUSB0": emu.port})
@@ -80,7 +80,7 @@ async def test_node_sends_ready_to_systemd(mosquitto, tmp_path):
 async def test_node_stops_on_sigterm_while_its_display_is_busy(mosquitto, tmp_path):
     """Regression: on Python 3.11 asyncio.wait_for could swallow the cancellation of a device
     worker that was just handed a job, and the node then ignored SIGTERM (1 stop in 4)."""
-    from hallctl.sim.bx_emulator import BxEmulator
+    from hallctl_drivers.onbon_bx.emulator import BxEmulator
 
     t = Topics("demo-hall")
     with BxEmulator() as emu:

@@ -12,7 +12,7 @@ from conftest import PYTHON, spawn_env
 from hallkit import HALL, Observer, central, node_config, window_node
 
 from hallctl.bus.topics import Topics
-from hallctl.sim.bx_emulator import BxEmulator
+from hallctl_drivers.onbon_bx.emulator import BxEmulator
 
 T = Topics(HALL)
 

@@ -1,7 +1,11 @@
-"""OnbonBxDisplay over a real pty to BxEmulator: what reaches the wire and what the bar shows."""
+"""OnbonBxDisplay over a real pty to BxEmulator: what reaches the wire and what the bar shows.
+
+The driver runs on the shared SerialTransport exactly as on /dev/ttyUSB0; byte-level cases on the
+in-memory fake are in test_onbon_bx_bytes.py."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, AsyncIterator, Iterator
 
 import pytest
@@ -16,7 +20,7 @@ from hallctl.errors import (
     UnknownCommand,
 )
 from hallctl.profiles import load_profiles
-from hallctl.sim.bx_emulator import BxEmulator
+from hallctl_drivers.onbon_bx.emulator import BxEmulator
 from hallctl_drivers import Health, driver_class
 from hallctl_drivers.onbon_bx import (
     FrameError,
@@ -194,27 +198,59 @@ async def test_corrupt_replies_surface_as_frame_error(emu: BxEmulator, display) 
     assert (await display.probe()).health is Health.OK
 
 
-@pytest.mark.parametrize("how", ["unplug", "silent"])
-async def test_silent_display_times_out_and_recovers(emu: BxEmulator, display, how: str) -> None:
-    if how == "unplug":
-        emu.unplug()
-    else:
-        emu.faults.silent = True
+async def test_silent_display_times_out_and_recovers(emu: BxEmulator, display) -> None:
+    emu.faults.silent = True  # the RS485 cable pulled, or the display unpowered
     with pytest.raises(DeviceTimeout) as exc:
         await display.show_lines(LINES)
     assert exc.value.code == "timeout"
     probe = await display.probe()
     assert probe.health is Health.FAULT and "no reply" in probe.reason
 
-    emu.replug()
     emu.faults.silent = False
     assert (await display.probe()).health is Health.OK
     await display.show_lines(LINES)
     assert emu.screens[1].lines == LINES
 
 
+async def test_pulled_usb_adapter_is_offline_then_back(emu: BxEmulator, display) -> None:
+    await display.show_lines(["A011", "请到3号窗口"])
+    emu.unplug()  # the port path vanishes and the open handle fails with EIO
+    with pytest.raises(DeviceOffline) as exc:
+        await display.show_lines(LINES)
+    assert exc.value.code == "device_offline"
+    probe = await display.probe()  # while it is out: cannot even reopen
+    assert probe.health is Health.FAULT and "cannot open" in probe.reason
+
+    emu.replug()  # same path again, a new tty behind it: the transport reopens it
+    assert (await display.probe()).health is Health.OK
+    await display.show_lines(LINES)
+    assert emu.screens[1].lines == LINES
+    assert emu.screens[1].history == ["A011\n请到3号窗口", "A012\n请到3号窗口"]
+
+
+async def test_two_displays_on_one_port_never_interleave_frames(emu: BxEmulator) -> None:
+    one = OnbonBxDisplay(settings(), {"port": emu.port, "address": 1})
+    two = OnbonBxDisplay(settings(), {"port": emu.port, "address": 2})
+    texts = {d: [[f"{'AB'[n]}{i:03d}", f"请到{n + 1}号窗口"] for i in range(40)] for n, d in enumerate((one, two))}
+
+    async def calls(d: OnbonBxDisplay) -> list[dict[str, Any]]:
+        return [await d.show_lines(lines) for lines in texts[d]]
+
+    async with one, two:
+        results = await asyncio.gather(calls(one), calls(two), calls(one), calls(two))
+    assert all(r["acked"] for rs in results for r in rs)
+    log = list(emu.bus_log)
+    assert not [x for x in log if isinstance(x, FrameError)]  # every frame arrived whole
+    shows = [x for x in log if x.command == (0xA3, 0x06)]
+    assert sorted(f.dst for f in shows) == [1] * 80 + [2] * 80
+    for address, d in ((1, one), (2, two)):
+        screen = emu.screens[address]
+        assert screen.lines == texts[d][-1]  # each bar shows its own last text
+        assert set(screen.history) == {"\n".join(t) for t in texts[d]}
+
+
 async def test_start_on_a_silent_bus_raises_timeout(emu: BxEmulator) -> None:
-    emu.unplug()
+    emu.faults.silent = True
     d = OnbonBxDisplay(settings(), {"port": emu.port})
     with pytest.raises(DeviceTimeout, match="57600, 9600"):
         await d.start()

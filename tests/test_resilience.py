@@ -20,7 +20,7 @@ from hallctl.config import parse_node_config
 from hallctl.errors import ConfigError
 from hallctl.node.daemon import Node
 from hallctl.runtime.tasks import cancel_and_wait
-from hallctl.sim.bx_emulator import BxEmulator
+from hallctl_drivers.onbon_bx.emulator import BxEmulator
 
 T = Topics(HALL)
 

@@ -9,7 +9,7 @@ from hallkit import HALL, Observer, central, window_node
 
 from hallctl.bus.topics import Topics
 from hallctl.profiles import load_profiles
-from hallctl.sim.bx_emulator import BxEmulator
+from hallctl_drivers.onbon_bx.emulator import BxEmulator
 from hallctl_drivers.onbon_bx import OnbonBxDisplay
 
 T = Topics(HALL)
@@ -95,7 +95,8 @@ async def test_rebooted_display_node_shows_current_number_from_retained_state(mo
 
 
 async def test_display_that_comes_back_is_brought_up_to_date(mosquitto, tmp_path):
-    """An unplugged display misses a call; when it answers again it shows the current number."""
+    """A display whose USB adapter is pulled misses a call; when the adapter is back the node
+    reopens the port and the display shows the current number."""
     with BxEmulator() as emu:
         async with central(mosquitto.host, mosquitto.port, tmp_path), \
                 window_node(mosquitto.host, mosquitto.port, tmp_path, "3", emu) as node:

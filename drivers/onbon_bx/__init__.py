@@ -12,8 +12,10 @@ Wire format (§3)::
     data field = CmdGroup Cmd Response|CmdError Reserved(2) Data  (§5.1)
 
 The package is split by job: :mod:`.frame` (the wire format), :mod:`.area` (what goes inside
-an A3 06 dynamic-area command, and the status reply) and :mod:`.display` (the driver). The codec is pure (no I/O) and shared by the driver and the emulator in
-:mod:`hallctl.sim.bx_emulator`.
+an A3 06 dynamic-area command, and the status reply), :mod:`.display` (the driver, on a shared
+serial transport from :mod:`hallctl_drivers.transports`) and :mod:`.emulator` (controllers on a
+pty for tests and the demo). The codec is pure (no I/O) and shared by the driver and the
+emulator; this package does not import the emulator.
 """
 
 from hallctl_drivers.onbon_bx.area import *  # noqa: F401,F403

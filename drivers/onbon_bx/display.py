@@ -1,11 +1,9 @@
-"""The Onbon BX-5K/6K window display driver: serial transport shared per port, PING, show, probe."""
+"""The Onbon BX-5K/6K window display driver: PING, show, probe, over a shared serial port."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from hallctl.errors import (
     BadRequest,
@@ -23,130 +21,8 @@ from hallctl_drivers.onbon_bx.frame import (
     ERR_CHECKSUM, NackError, build_frame,
 )
 from hallctl_drivers.onbon_bx.area import ALIGN_H, _FONT_RE, dynamic_area_payload, parse_status, text_alignment
-
-# --------------------------------------------------------------------------------------------
-# The driver
-# --------------------------------------------------------------------------------------------
-
-
-def _serial_io_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions pyserial lets out when the port misbehaves or vanishes (a pulled USB adapter
-    gives termios.error from tcflush, which is not an OSError)."""
-    import serial
-
-    errors: tuple[type[BaseException], ...] = (serial.SerialException, OSError)
-    try:
-        import termios
-
-        errors += (termios.error,)
-    except ImportError:  # pragma: no cover - not POSIX
-        pass
-    return errors
-
-
-class _SerialBus:
-    """One serial port shared by every display on it (RS485 multi-drop: one DstAddr each).
-
-    Serial I/O runs in worker threads; ``lock`` (asyncio) queues requests and ``io_lock``
-    (threading) guarantees one transaction on the wire even if an awaiting task was cancelled
-    while its thread still runs.
-    """
-
-    _buses: ClassVar[dict[str, "_SerialBus"]] = {}
-    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
-
-    def __init__(self, port: str, baudrate: int) -> None:
-        self.port = port
-        self.baudrate = baudrate
-        self.users = 0
-        self.serial: Any = None
-        self.reader = FrameReader(check_modes=CRC_ONLY)  # we send CRC; trust only CRC replies
-        self.lock = asyncio.Lock()
-        self.io_lock = threading.Lock()
-
-    @classmethod
-    def acquire(cls, port: str, baudrate: int) -> "_SerialBus":
-        with cls._registry_lock:
-            bus = cls._buses.get(port)
-            if bus is None:
-                bus = cls._buses[port] = cls(port, baudrate)
-            bus.users += 1
-            return bus
-
-    def release(self) -> None:
-        with self._registry_lock:
-            self.users -= 1
-            if self.users > 0:
-                return
-            self._buses.pop(self.port, None)
-        self.close_blocking()
-
-    def open_blocking(self) -> None:
-        import serial  # pyserial; imported here so importing the module stays cheap
-
-        with self.io_lock:
-            if self.serial is not None:
-                return
-            try:
-                self.serial = serial.Serial(
-                    self.port, self.baudrate, bytesize=8, parity="N", stopbits=1, timeout=0.1
-                )
-            except _serial_io_errors() as exc:
-                raise DeviceOffline(f"cannot open {self.port}: {exc}", port=self.port) from exc
-
-    def set_baudrate_blocking(self, baudrate: int) -> None:
-        with self.io_lock:
-            self.baudrate = baudrate
-            if self.serial is not None:
-                self.serial.baudrate = baudrate
-
-    def close_blocking(self) -> None:
-        with self.io_lock:
-            ser, self.serial = self.serial, None
-            if ser is not None:
-                try:
-                    ser.close()
-                except _serial_io_errors():
-                    pass
-
-    def transact_blocking(
-        self, frame: bytes, *, expect_reply: bool, timeout: float, accept: Any
-    ) -> Frame | None:
-        """Write one request and wait for the reply ``accept(frame)`` recognises."""
-        with self.io_lock:
-            ser = self.serial
-            if ser is None:
-                raise DeviceOffline(f"{self.port} is not open", port=self.port)
-            try:
-                ser.reset_input_buffer()  # a late reply to an earlier, timed-out request
-                self.reader.reset()
-                ser.write(frame)
-                ser.flush()
-                if not expect_reply:
-                    return None
-                deadline = time.monotonic() + timeout
-                while True:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise DeviceTimeout(
-                            f"no reply from the display on {self.port} within {timeout:g} s",
-                            port=self.port,
-                        )
-                    ser.timeout = min(remaining, 0.2)
-                    chunk = ser.read(1)
-                    if not chunk:
-                        continue
-                    chunk += ser.read(ser.in_waiting)
-                    for item in self.reader.feed(chunk):
-                        if isinstance(item, FrameError):
-                            raise item
-                        if accept(item):
-                            return item
-                        # else: traffic for another host / our own RS485 echo: ignore
-            except HallctlError:
-                raise  # (our errors are OSErrors too: DeviceError is an IOError)
-            except _serial_io_errors() as exc:
-                raise DeviceOffline(f"serial I/O on {self.port} failed: {exc}") from exc
+from hallctl_drivers.transports import SerialLine
+from hallctl_drivers.transports.serial import SerialTransport
 
 
 class OnbonBxDisplay(Driver):
@@ -157,6 +33,10 @@ class OnbonBxDisplay(Driver):
     reply_timeout_s, retries, area_capacity_bytes, rx_buffer_bytes, max_dynamic_areas.
     Options (node config): port (required), address (DstAddr, default 1), width/height
     overrides, area_id (dynamic area, default 0).
+
+    The display talks over ``transport``: by default a :class:`SerialTransport` on ``port``,
+    shared with every other display on that port; tests pass a
+    :class:`~hallctl_drivers.transports.fake.FakeTransport` to see the exact bytes.
     """
 
     kind: ClassVar[str] = "window_display"
@@ -165,7 +45,7 @@ class OnbonBxDisplay(Driver):
     options_schema = OPTIONS_SCHEMA
 
     def __init__(self, settings: Mapping[str, Any], options: Mapping[str, Any], *,
-                 features: frozenset[str] | None = None) -> None:
+                 features: frozenset[str] | None = None, transport: SerialLine | None = None) -> None:
         super().__init__(settings, options, features=features)
         s, o = self.settings, self.options
 
@@ -218,29 +98,32 @@ class OnbonBxDisplay(Driver):
                 f"one of {sorted(ALIGN_H)} expected, got {align!r}", key="settings.text_align"
             )
         self.align: int = text_alignment(align, "center")
-        self._bus: _SerialBus | None = None
+        self._transport: SerialLine = (
+            transport if transport is not None else SerialTransport(self.port, self.baudrate)
+        )
+        self._started = False
         self._last_lines: list[str] | None = None
         # show/clear/restore of *this* display, so probe() never re-sends lines an app has just
-        # replaced (the bus lock alone would let a stale restore queue behind a fresh show)
+        # replaced (the transport's lock alone would let a stale restore queue behind a fresh show)
         self._text_lock = asyncio.Lock()
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the port and PING; on silence try the fallback baud rates (§8.8)."""
-        if self._bus is not None:
+        if self._started:
             return
-        bus = _SerialBus.acquire(self.port, self.baudrate)
-        self._bus = bus
+        t = self._transport
+        await t.open()
+        self._started = True
         try:
-            await asyncio.to_thread(bus.open_blocking)
-            rates = [bus.baudrate]
-            if bus.users == 1:  # only re-tune a port nobody else is using
+            rates = [t.baudrate]
+            if t.users == 1:  # only re-tune a port nobody else is using
                 rates += [b for b in [self.baudrate, *self.fallback_baudrates] if b not in rates]
             last: HallctlError | None = None
             for rate in rates:
-                if rate != bus.baudrate:
-                    await asyncio.to_thread(bus.set_baudrate_blocking, rate)
+                if rate != t.baudrate:
+                    await t.set_baudrate(rate)
                 try:
                     await self._request(*CMD_PING)
                     return
@@ -258,16 +141,15 @@ class OnbonBxDisplay(Driver):
             raise
 
     async def stop(self) -> None:
-        bus, self._bus = self._bus, None
-        if bus is not None:
-            async with bus.lock:
-                await asyncio.to_thread(bus.release)
+        if self._started:
+            self._started = False
+            await self._transport.close()  # waits for a transaction in progress
 
     async def probe(self) -> ProbeResult:
         """PING; if the display answers but has lost what we showed (it rebooted: dynamic
         areas live in RAM, §8.2.1), show it again and report degraded."""
         detail = {"port": self.port, "address": self.address}
-        if self._bus is None:
+        if not self._started:
             return ProbeResult(Health.FAULT, "not started", detail)
         try:
             await self._request(*CMD_PING)
@@ -374,32 +256,37 @@ class OnbonBxDisplay(Driver):
             return False
         return reply.command in (CMD_ACK, CMD_NACK, request)
 
+    def _reply_reader(self, request: tuple[int, int]) -> Callable[[bytes], Frame | None]:
+        """Feeds arriving bytes to a fresh FrameReader; returns the first reply meant for us,
+        raises FrameError for a corrupt one. Only CRC-checked replies are trusted (we send CRC;
+        one flipped bit could otherwise turn the check off, see frame.CRC_ONLY)."""
+        reader = FrameReader(check_modes=CRC_ONLY)
+
+        def read_reply(chunk: bytes) -> Frame | None:
+            for item in reader.feed(chunk):
+                if isinstance(item, FrameError):
+                    raise item
+                if self._accept(item, request):
+                    return item
+            return None  # nothing yet, or traffic for another host: keep reading
+
+        return read_reply
+
     async def _request(self, cmd_group: int, cmd: int, data: bytes = b"") -> Frame:
         """Send one command and return the reply; NACK -> NackError (DeviceError)."""
-        bus = self._bus
-        if bus is None:
+        if not self._started:
             raise DeviceOffline(f"display {self.address} on {self.port} is not started")
         frame = self.build(cmd_group, cmd, data)
         attempts = 1 + self.retries
         for attempt in range(attempts):
-            async with bus.lock:
-                if bus.serial is None:
-                    await asyncio.to_thread(bus.open_blocking)
-                try:
-                    reply = await asyncio.to_thread(
-                        bus.transact_blocking,
-                        frame,
-                        expect_reply=True,
-                        timeout=self.reply_timeout,
-                        accept=lambda f: self._accept(f, (cmd_group, cmd)),
-                    )
-                except FrameError:
-                    if attempt + 1 < attempts:
-                        continue  # line noise on the reply: ask again
-                    raise
-                except DeviceOffline:
-                    await asyncio.to_thread(bus.close_blocking)  # reopen on the next request
-                    raise
+            try:
+                reply = await self._transport.transact(
+                    frame, self._reply_reader((cmd_group, cmd)), timeout=self.reply_timeout
+                )
+            except FrameError:
+                if attempt + 1 < attempts:
+                    continue  # line noise on the reply: ask again
+                raise
             assert reply is not None
             if reply.is_nack or reply.error != 0:
                 if reply.error == ERR_CHECKSUM and attempt + 1 < attempts:

@@ -437,11 +437,6 @@ class FrameReader:
         self._body = bytearray()
         self._raw = bytearray()
 
-    @property
-    def idle(self) -> bool:
-        """True when no partial frame is buffered."""
-        return self._state == self._HUNT
-
     def feed(self, chunk: bytes) -> list[Frame | FrameError]:
         out: list[Frame | FrameError] = []
         for x in bytes(chunk):

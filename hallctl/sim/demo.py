@@ -26,7 +26,7 @@ from hallctl.config import parse_node_config
 from hallctl.node.daemon import Node
 from hallctl.runtime.tasks import cancel_and_wait
 from hallctl.sim.broker import EmbeddedBroker
-from hallctl.sim.bx_emulator import BxEmulator
+from hallctl_drivers.onbon_bx.emulator import BxEmulator
 from hallctl.sim.traffic import Clerk, Kiosk, TrafficStats
 
 HALL = "demo-hall"

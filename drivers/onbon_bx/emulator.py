@@ -1,5 +1,6 @@
 """An RS485 bus of Onbon BX-5K/6K controllers, on a pty, for tests and the demo.
 
+Lives beside the codec it shares; the driver never imports it (tests check that).
 Speaks the vendor protocol (doc v1.4; see hallctl_drivers.onbon_bx): hunts A5, unescapes up to
 5A, checks the CRC, then per addressed controller:
 
@@ -21,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from hallctl.errors import BadRequest
-from hallctl.sim.pty_device import PtyDevice
-from hallctl_drivers.onbon_bx import (
+from hallctl_drivers.onbon_bx.area import decode_text, encode_status, parse_dynamic_area_payload
+from hallctl_drivers.onbon_bx.frame import (
     ADDR_BROADCAST_REPLY,
     ADDR_BROADCAST_SILENT,
     CMD_ACK,
@@ -44,12 +45,10 @@ from hallctl_drivers.onbon_bx import (
     FrameError,
     FrameReader,
     build_frame,
-    decode_text,
     encode_phy0,
-    encode_status,
-    parse_dynamic_area_payload,
     unescape,
 )
+from hallctl_drivers.transports.pty import PtyDevice
 
 
 @dataclass
