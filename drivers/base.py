@@ -22,8 +22,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
 
+from hallctl.errors import ConfigError
 from hallctl_drivers.kinds import get_kind
-from hallctl_drivers.schema import with_defaults
+from hallctl_drivers.schema import SchemaError, check, with_defaults
 
 
 class Health(str, enum.Enum):
@@ -59,6 +60,11 @@ class Driver(abc.ABC):
 
     def __init__(self, settings: Mapping[str, Any], options: Mapping[str, Any], *,
                  features: frozenset[str] | None = None) -> None:
+        for schema, value, where in ((self.settings_schema, settings, "settings"), (self.options_schema, options, "options")):
+            try:
+                check(schema, dict(value), where)
+            except SchemaError as exc:  # the node checked already; a driver built directly too
+                raise ConfigError(exc.problem, key=exc.path) from None
         self.settings = with_defaults(self.settings_schema, settings)
         self.options = with_defaults(self.options_schema, options)
         self.supported: frozenset[str] = frozenset(self.features if features is None else features)

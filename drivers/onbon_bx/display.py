@@ -16,11 +16,11 @@ from hallctl.errors import (
 from hallctl_drivers.base import Driver, Health, ProbeResult
 from hallctl_drivers.onbon_bx.schemas import FEATURES, OPTIONS_SCHEMA, SETTINGS_SCHEMA
 from hallctl_drivers.onbon_bx.frame import (
-    ADDR_BROADCAST_REPLY, ADDR_PC, CMD_ACK, CMD_BRIGHTNESS, CMD_CLEAR, CMD_DYNAMIC_AREA, CMD_NACK,
-    CMD_PING, CMD_PREFIX_LEN, CMD_STATUS, CRC_ONLY, DEVICE_TYPE_ANY, Frame, FrameError, FrameReader,
+    ADDR_BROADCAST_REPLY, CMD_ACK, CMD_BRIGHTNESS, CMD_CLEAR, CMD_DYNAMIC_AREA, CMD_NACK,
+    CMD_PING, CMD_PREFIX_LEN, CMD_STATUS, CRC_ONLY, Frame, FrameError, FrameReader,
     ERR_CHECKSUM, NackError, build_frame,
 )
-from hallctl_drivers.onbon_bx.area import ALIGN_H, _FONT_RE, dynamic_area_payload, parse_status, text_alignment
+from hallctl_drivers.onbon_bx.area import dynamic_area_payload, parse_status, text_alignment
 from hallctl_drivers.transports import SerialLine
 from hallctl_drivers.transports.serial import SerialTransport
 
@@ -47,56 +47,29 @@ class OnbonBxDisplay(Driver):
     def __init__(self, settings: Mapping[str, Any], options: Mapping[str, Any], *,
                  features: frozenset[str] | None = None, transport: SerialLine | None = None) -> None:
         super().__init__(settings, options, features=features)
+        # types and ranges are checked against the schemas (hallctl_drivers.onbon_bx.schemas) by
+        # the base class, defaults filled in; what is left are the checks across keys
         s, o = self.settings, self.options
-
-        def num(src: Mapping[str, Any], key: str, default: Any, lo: float, hi: float) -> Any:
-            v = src.get(key, default)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-                where = "options" if src is o else "settings"
-                raise ConfigError(f"must be a number {lo}..{hi}, got {v!r}", key=f"{where}.{key}")
-            return v
-
-        port = o.get("port")
-        if not isinstance(port, str) or not port:
-            raise ConfigError(
-                "a serial port path is required (e.g. /dev/ttyUSB0)", key="options.port"
-            )
-        self.port: str = port
-        # 0x0000 is reserved, 0xFFFF is the broadcast nobody answers (§4, §10.1)
-        self.address: int = int(num(o, "address", 1, 1, 0xFFFE))
-        self.width: int = int(num(o, "width", num(s, "width", 128, 8, 0x7FFF), 8, 0x7FFF))
-        self.height: int = int(num(o, "height", num(s, "height", 32, 8, 0xFFFF), 8, 0xFFFF))
-        self.baudrate: int = int(num(s, "baudrate", 57600, 1200, 921600))
-        fallbacks = s.get("fallback_baudrates", [9600])
-        if not isinstance(fallbacks, list) or not all(isinstance(b, int) for b in fallbacks):
-            raise ConfigError("must be a list of integers", key="settings.fallback_baudrates")
-        self.fallback_baudrates: list[int] = [b for b in fallbacks if b != self.baudrate]
-        self.device_type: int = int(num(s, "device_type", DEVICE_TYPE_ANY, 0, 0xFF))
-        self.src_address: int = int(num(s, "src_address", ADDR_PC, 0x8000, 0xDFFF))
-        self.reply_timeout: float = float(num(o, "reply_timeout_s", num(s, "reply_timeout_s", 2.0, 0.01, 60), 0.01, 60))
-        self.retries: int = int(num(s, "retries", 1, 0, 5))
-        self.area_capacity: int = int(num(s, "area_capacity_bytes", 512, 16, 0xFFFF))
-        self.rx_buffer: int = int(num(s, "rx_buffer_bytes", 512, 32, 0xFFFF))
-        max_areas = int(num(s, "max_dynamic_areas", 5, 1, 255))
-        self.area_id: int = int(num(o, "area_id", 0, 0, max_areas - 1))
-        self.font: str | None = s.get("font", "O000") or None
-        self.ascii_font: str | None = s.get("ascii_font") or None
-        for key, f in (("font", self.font), ("ascii_font", self.ascii_font)):
-            if f is not None and (not isinstance(f, str) or not _FONT_RE.match(f)):
-                raise ConfigError(
-                    f"font file name like O000 expected, got {f!r}", key=f"settings.{key}"
-                )
-        color = s.get("color", 1)
-        if color is not None and color not in range(1, 8):
-            raise ConfigError(
-                f"colour code 1..7 expected (§11.1), got {color!r}", key="settings.color"
-            )
-        self.color: int | None = color
-        align = s.get("text_align", "center")
-        if align not in ALIGN_H:
-            raise ConfigError(
-                f"one of {sorted(ALIGN_H)} expected, got {align!r}", key="settings.text_align"
-            )
+        self.port: str = o["port"]
+        self.address: int = o["address"]
+        self.width: int = o.get("width", s["width"])
+        self.height: int = o.get("height", s["height"])
+        self.baudrate: int = s["baudrate"]
+        self.fallback_baudrates: list[int] = [b for b in s["fallback_baudrates"] if b != self.baudrate]
+        self.device_type: int = s["device_type"]
+        self.src_address: int = s["src_address"]
+        self.reply_timeout: float = float(o.get("reply_timeout_s", s["reply_timeout_s"]))
+        self.retries: int = s["retries"]
+        self.area_capacity: int = s["area_capacity_bytes"]
+        self.rx_buffer: int = s["rx_buffer_bytes"]
+        if o["area_id"] >= s["max_dynamic_areas"]:
+            raise ConfigError(f"must be 0..{s['max_dynamic_areas'] - 1} (this model has {s['max_dynamic_areas']} "
+                              f"dynamic areas), got {o['area_id']}", key="options.area_id")
+        self.area_id: int = o["area_id"]
+        self.font: str | None = s["font"] or None
+        self.ascii_font: str | None = s["ascii_font"] or None
+        self.color: int | None = s["color"]
+        align = s["text_align"]
         self.align: int = text_alignment(align, "center")
         self._transport: SerialLine = (
             transport if transport is not None else SerialTransport(self.port, self.baudrate)
