@@ -132,9 +132,9 @@ def _run_node(args: argparse.Namespace) -> int:
 
 
 def _run_central(args: argparse.Namespace) -> int:
+    from hallctl.central.config import load_central_config
     from hallctl.central.hallconfig import hall_from_config
     from hallctl.central.service import central_from_config
-    from hallctl.config import load_central_config
     from hallctl.errors import ConfigError
 
     cfg = load_central_config(args.config)

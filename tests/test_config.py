@@ -6,14 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hallctl.config import (
-    CentralConfig,
-    NodeConfig,
-    load_central_config,
-    load_node_config,
-    parse_central_config,
-    parse_node_config,
-)
+from hallctl.central.config import CentralConfig, load_central_config, parse_central_config
+from hallctl.config import NodeConfig, load_node_config, parse_node_config
 from hallctl.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -267,8 +261,8 @@ def test_node_example_names_shipped_profiles():
 def test_central_policy_and_window_skills_are_checked(tmp_path):
     import tomllib
 
+    from hallctl.central.config import parse_central_config
     from hallctl.central.service import central_from_config
-    from hallctl.config import parse_central_config
 
     base = tomllib.loads((Path(__file__).resolve().parent.parent / "config" / "central.example.toml").read_text())
     cfg = parse_central_config(base, file="central.toml")

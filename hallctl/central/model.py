@@ -12,6 +12,7 @@ calling policy (:mod:`hallctl.central.policies`) finds each line's head without 
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from bisect import bisect_left, insort
@@ -46,6 +47,39 @@ POLICY_NAMES: tuple[str, ...] = ("default", "dedicated", "fifo", "sew")
 
 #: the prior expected service time of a queue when its config gives none (10 min)
 DEFAULT_SERVICE_S = 600.0
+
+
+# -- domain rules: the one place each is written. The specs below raise them with the model's
+# key; the central config file (hallctl.central.config) runs the same functions as checks of its
+# keys, so a file's error names its own key path (``hall.policy``, ``window[2].kind``).
+
+
+def policy_problem(name: Any) -> str | None:
+    """Why ``name`` is no calling policy, or None."""
+    return None if name in POLICY_NAMES else f"must be one of {', '.join(POLICY_NAMES)}"
+
+
+def window_kind_problem(kind: Any) -> str | None:
+    """Why ``kind`` is no window kind, or None."""
+    return None if kind in WINDOW_KINDS else f"must be one of {', '.join(WINDOW_KINDS)}"
+
+
+def ticket_class_problem(cls: Any) -> str | None:
+    """Why ``cls`` is no ticket class (a key of ``class_prefix``), or None."""
+    if cls in PRIORITIES:
+        return None
+    close = difflib.get_close_matches(str(cls), PRIORITIES, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else f" (allowed: {', '.join(PRIORITIES)})"
+    return f"unknown class {cls!r}{hint}"
+
+
+def tz_problem(name: Any) -> str | None:
+    """Why ``name`` is no time zone this machine knows, or None."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        return f"unknown time zone {name!r} (an IANA name such as 'Asia/Shanghai'; is tzdata installed?)"
+    return None
 
 #: statuses in which a ticket occupies its window
 AT_WINDOW: frozenset[str] = frozenset({"called", "serving"})
@@ -145,8 +179,8 @@ class WindowSpec:
             raise ConfigError('"*" must be the only entry', key=f"{key}.queues")
         if len(set(queues)) != len(queues):
             raise ConfigError("a queue is listed twice", key=f"{key}.queues")
-        if self.kind not in WINDOW_KINDS:
-            raise ConfigError(f"must be one of {', '.join(WINDOW_KINDS)}", key=f"{key}.kind")
+        if (problem := window_kind_problem(self.kind)) is not None:
+            raise ConfigError(problem, key=f"{key}.kind")
         if (
             isinstance(self.primary, bool)
             or not isinstance(self.primary, int)
@@ -196,6 +230,9 @@ class HallSpec:
     ``overflow_after_s`` how much longer than a window's own head a secondary queue's head must
     have waited before the window takes it; ``max_wait_boost_s`` the wait after which any ticket
     goes first (anti-starvation).
+
+    These fields' defaults are the hall's defaults: a ``[hall]`` setting the central config file
+    leaves out is this default (:class:`hallctl.central.config.HallSettings` reads them here).
     """
 
     hall_id: str
@@ -253,8 +290,8 @@ class HallSpec:
         if not isinstance(self.class_prefix, Mapping):
             raise ConfigError("must be a table of class = prefix", key="class_prefix")
         for cls, prefix in self.class_prefix.items():
-            if cls not in PRIORITIES:
-                raise ConfigError(f"unknown class {cls!r} ({', '.join(PRIORITIES)})", key="class_prefix")
+            if (problem := ticket_class_problem(cls)) is not None:
+                raise ConfigError(problem, key="class_prefix")
             if not isinstance(prefix, str) or not PREFIX_RE.match(prefix):
                 raise ConfigError(f"prefix {prefix!r} must be 1-3 capital letters", key=f"class_prefix.{cls}")
             if prefix in queue_prefixes:
@@ -275,8 +312,8 @@ class HallSpec:
             raise ConfigError("must be a non-negative integer", key="recall_limit")
         if not isinstance(self.auto_no_show, bool):
             raise ConfigError("must be true or false", key="auto_no_show")
-        if self.policy not in POLICY_NAMES:
-            raise ConfigError(f"must be one of {', '.join(POLICY_NAMES)}", key="policy")
+        if (problem := policy_problem(self.policy)) is not None:
+            raise ConfigError(problem, key="policy")
         age = self.elderly_age
         if isinstance(age, bool) or not isinstance(age, int) or not 1 <= age <= 150:
             raise ConfigError("must be an age 1..150", key="elderly_age")
@@ -291,11 +328,9 @@ class HallSpec:
                 sign = "non-negative" if zero else "positive"
                 raise ConfigError(f"must be a {sign} number of seconds", key=name)
             object.__setattr__(self, name, float(value))
-        try:
-            zone = ZoneInfo(self.tz)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ConfigError(f"unknown time zone ({exc}); is tzdata installed?", key="tz") from None
-        object.__setattr__(self, "_zone", zone)
+        if (problem := tz_problem(self.tz)) is not None:
+            raise ConfigError(problem, key="tz")
+        object.__setattr__(self, "_zone", ZoneInfo(self.tz))
 
     @property
     def zone(self) -> tzinfo:

@@ -25,7 +25,7 @@ from hallctl.central.kpi import Kpis
 from hallctl.central.staffing import advise, forecast_from_history
 from hallctl.central.hallconfig import hall_from_config
 from hallctl.central.model import AT_WINDOW, HallSpec
-from hallctl.config import CentralConfig
+from hallctl.central.config import CentralConfig
 from hallctl.central.store import Store
 from hallctl.errors import BadRequest, ConfigError, Expired, HallctlError
 from hallctl.runtime.outbox import Outbox
