@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, AsyncIterator, TextIO
 
 from hallctl.bus.client import Bus
 from hallctl.bus.requests import Requester
@@ -44,7 +44,7 @@ class DemoOptions:
     quiet: bool = False
 
 
-def demo_hall(windows: int) -> HallSpec:
+def demo_hall_spec(windows: int) -> HallSpec:
     specs = {}
     for i in range(1, windows + 1):
         # the last window is a "1+X" section window (不动产 and 税务 only); the rest are universal
@@ -75,10 +75,39 @@ async def _watch_displays(emulators: dict[str, BxEmulator], console: Console) ->
         await asyncio.sleep(0.1)
 
 
-async def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
+@dataclass
+class DemoHall:
+    """A running demo hall: what the tests and the summary look at."""
+
+    hall: HallSpec
+    host: str
+    port: int
+    central: CentralService
+    nodes: list[Node]
+    emulators: dict[str, BxEmulator]
+    stats: TrafficStats
+    tasks: list[asyncio.Task[Any]]
+
+
+def _node_config(w: str, host: str, port: int, tmp: Path, emu: BxEmulator) -> dict[str, Any]:
+    # probes every 0.5 s with a 0.3 s reply timeout: a display that goes quiet shows up in
+    # `hallctl diag devices` within a second (the pty answers in well under a millisecond)
+    return {
+        "node": {"id": f"window-{w}", "hall": HALL},
+        "mqtt": {"host": host, "port": port},
+        "store": {"path": str(tmp / f"window-{w}.db")},
+        "device": [{"id": "display", "profile": "onbon-bx-6k", "app": "window_display", "probe_interval_s": 0.5,
+                    "options": {"port": emu.port, "address": 1, "window": w, "reply_timeout_s": 0.3}}],
+    }
+
+
+@contextlib.asynccontextmanager
+async def demo_hall(opts: DemoOptions, out: TextIO = sys.stdout) -> AsyncIterator[DemoHall]:
+    """Broker (unless ``opts.broker``), central, one node per window with its emulated display,
+    a kiosk and the clerks, all started; stopped cleanly on exit."""
     rng = random.Random(opts.seed)
     console = Console(out, opts.quiet)
-    hall = demo_hall(opts.windows)
+    hall = demo_hall_spec(opts.windows)
     topics = Topics(HALL)
     async with contextlib.AsyncExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hallctl-demo-")))
@@ -102,14 +131,7 @@ async def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
         for w in hall.windows:
             emu = stack.enter_context(BxEmulator(addresses=[1], name=f"window-{w}-display"))
             emulators[w] = emu
-            cfg = parse_node_config({
-                "node": {"id": f"window-{w}", "hall": HALL},
-                "mqtt": {"host": host, "port": port},
-                "store": {"path": str(tmp / f"window-{w}.db")},
-                "device": [{"id": "display", "profile": "onbon-bx-6k", "app": "window_display",
-                            "options": {"port": emu.port, "address": 1, "window": w}}],
-            }, file=f"<demo window-{w}>")
-            node = Node(cfg)
+            node = Node(parse_node_config(_node_config(w, host, port, tmp, emu), file=f"<demo window-{w}>"))
             nodes.append(node)
             tasks.append(asyncio.create_task(node.run(), name=f"node-{w}"))
 
@@ -119,30 +141,43 @@ async def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
                       on_message=lambda m: requester.on_message(m), clean_session=True)
         requester.bus = sim_bus
         tasks.append(asyncio.create_task(sim_bus.run(), name="sim-bus"))
-        async with asyncio.timeout(15):
-            await asyncio.gather(sim_bus.connected.wait(), central.bus.connected.wait(),
-                                 *(n.ready.wait() for n in nodes))
-        console.line(f"central and {len(nodes)} window nodes ready")
+        running = DemoHall(hall, host, port, central, nodes, emulators, stats, tasks)
+        try:
+            async with asyncio.timeout(15):
+                await asyncio.gather(sim_bus.connected.wait(), central.bus.connected.wait(),
+                                     *(n.ready.wait() for n in nodes))
+            console.line(f"central and {len(nodes)} window nodes ready")
 
-        def on_issue(d: dict[str, Any]) -> None:
-            t = d["ticket"]
-            q = hall.queues[t["queue"]].name
-            phone = f", 短信至 {t['phone_masked']}" if t.get("phone_masked") else ""
-            wait = d.get("predicted_wait_min")
-            eta = f", 预计等待 {wait:.0f} 分钟" if isinstance(wait, (int, float)) else ""
-            console.line(f"取号 {t['number']} ({q}), 前面还有 {d.get('people_ahead', d.get('ahead', 0))} 人{eta}{phone}")
+            def on_issue(d: dict[str, Any]) -> None:
+                t = d["ticket"]
+                q = hall.queues[t["queue"]].name
+                phone = f", 短信至 {t['phone_masked']}" if t.get("phone_masked") else ""
+                wait = d.get("predicted_wait_min")
+                eta = f", 预计等待 {wait:.0f} 分钟" if isinstance(wait, (int, float)) else ""
+                console.line(f"取号 {t['number']} ({q}), 前面还有 {d.get('people_ahead', d.get('ahead', 0))} 人{eta}{phone}")
 
-        def on_call(window: str, t: dict[str, Any]) -> None:
-            console.line(f"叫号 请 {t['number']} 号到 {hall.windows[window].name} 办理")
+            def on_call(window: str, t: dict[str, Any]) -> None:
+                console.line(f"叫号 请 {t['number']} 号到 {hall.windows[window].name} 办理")
 
-        tasks.append(asyncio.create_task(
-            Kiosk(requester, topics, list(hall.queues), opts.rate, rng, stats, on_issue).run(), name="kiosk"))
-        for w in hall.windows:
             tasks.append(asyncio.create_task(
-                Clerk(w, requester, topics, opts.service_s, random.Random(rng.random()), stats, on_call).run(),
-                name=f"clerk-{w}"))
-        tasks.append(asyncio.create_task(_watch_displays(emulators, console), name="displays"))
+                Kiosk(requester, topics, list(hall.queues), opts.rate, rng, stats, on_issue).run(), name="kiosk"))
+            for w in hall.windows:
+                tasks.append(asyncio.create_task(
+                    Clerk(w, requester, topics, opts.service_s, random.Random(rng.random()), stats, on_call).run(),
+                    name=f"clerk-{w}"))
+            tasks.append(asyncio.create_task(_watch_displays(emulators, console), name="displays"))
+            yield running
+        finally:
+            for n in nodes:
+                await n.stop()
+            await central.stop()
+            await sim_bus.close()
+            for t in tasks:
+                await cancel_and_wait(t)
 
+
+async def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
+    async with demo_hall(opts, out) as running:
         try:
             if opts.duration is None:
                 await asyncio.Event().wait()
@@ -151,16 +186,9 @@ async def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
             # let the last calls reach the displays
             await asyncio.sleep(0.5)
         finally:
-            crashed = [t for t in tasks if t.done() and not t.cancelled() and t.exception()]
-            for n in nodes:
-                await n.stop()
-            await central.stop()
-            await sim_bus.close()
-            for t in tasks:
-                await cancel_and_wait(t)
-            _summary(out, hall, stats, emulators, crashed)
-        return 1 if crashed else 0
-    return 0
+            crashed = [t for t in running.tasks if t.done() and not t.cancelled() and t.exception()]
+    _summary(out, running.hall, running.stats, running.emulators, crashed)
+    return 1 if crashed else 0
 
 
 def _summary(out: TextIO, hall: HallSpec, stats: TrafficStats, emulators: dict[str, BxEmulator],
