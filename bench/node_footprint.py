@@ -3,7 +3,7 @@
 What it does, all with real parts:
 
 * a real Mosquitto on a free loopback port (:class:`hallctl.sim.mosquitto.MosquittoProcess`);
-* six Onbon BX-6K emulators (:class:`hallctl.sim.bx_emulator.BxEmulator`), each on its own pty,
+* six Onbon BX-6K emulators (:class:`hallctl_drivers.onbon_bx.emulator.BxEmulator`), each on its own pty,
   and a node config with six ``[[device]]`` entries (app ``window_display``, windows 1..6);
 * cold start: ``python -m hallctl node -c <cfg>`` with ``NOTIFY_SOCKET`` pointing at a datagram
   socket this script listens on; ready_s = spawn -> ``READY=1`` (the systemd notify protocol),

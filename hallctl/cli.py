@@ -197,7 +197,7 @@ def _describe_hall(hall: Any) -> str:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from hallctl.sim.demo import DemoOptions, run_demo
+    from hallctl.sim.demo import DemoOptions, DemoUnavailable, run_demo
 
     opts = DemoOptions(duration=args.duration, windows=args.windows, broker=args.broker, rate=args.rate,
                        service_s=args.service, seed=args.seed, quiet=args.quiet)
@@ -205,6 +205,9 @@ def _run_demo(args: argparse.Namespace) -> int:
         return asyncio.run(run_demo(opts))
     except KeyboardInterrupt:
         return 130
+    except DemoUnavailable as exc:
+        print(f"hallctl demo: {exc}", file=sys.stderr)
+        return 69  # EX_UNAVAILABLE
 
 
 def main(argv: Sequence[str] | None = None) -> int:

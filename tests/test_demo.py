@@ -36,3 +36,21 @@ def test_demo_runs_a_hall_and_prints_what_the_displays_received(broker, mosquitt
     # no phone number in full, only masked
     assert not re.search(r"\b1[3-9]\d{9}\b", out)
     assert re.search(r"短信至 1[3-9]\d\*\*\*\*\d{4}", out)
+
+
+def test_a_node_install_does_not_need_the_demo_broker():
+    """amqtt is the `demo` extra: nothing a node runs imports it, and without it the demo says
+    what to install (amqtt is hidden from a fresh interpreter by an import hook: the test venv has it)."""
+    probe = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'amqtt': raise ImportError('amqtt is not installed')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import hallctl.node.daemon, hallctl.cli, hallctl.diag.cli, hallctl.diag.doctor\n"
+        "assert not [m for m in sys.modules if m.startswith('amqtt')]\n"
+        "sys.exit(hallctl.cli.main(['demo', '--duration', '1']))\n"
+    )
+    proc = subprocess.run([PYTHON, "-c", probe], env=spawn_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 69, proc.stderr
+    assert "pip install 'hallctl[demo]'" in proc.stderr and "--broker HOST:PORT" in proc.stderr

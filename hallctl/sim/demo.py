@@ -25,12 +25,15 @@ from hallctl.central.service import CentralService, MqttSettings
 from hallctl.config import parse_node_config
 from hallctl.node.daemon import Node
 from hallctl.runtime.tasks import cancel_and_wait
-from hallctl.sim.broker import EmbeddedBroker
 from hallctl_drivers.onbon_bx.emulator import BxEmulator
 from hallctl.sim.traffic import Clerk, Kiosk, TrafficStats
 
 HALL = "demo-hall"
 QUEUES = [QueueSpec("a", "A", "综合受理"), QueueSpec("b", "B", "不动产"), QueueSpec("c", "C", "税务")]
+
+
+class DemoUnavailable(RuntimeError):
+    """What the demo needs is not installed."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,12 @@ async def demo_hall(opts: DemoOptions, out: TextIO = sys.stdout) -> AsyncIterato
             host, port = host or "127.0.0.1", int(port_s)
             broker_name = f"MQTT broker {host}:{port}"
         else:
+            try:  # the embedded broker is an extra: a node install does not carry it
+                from hallctl.sim.broker import EmbeddedBroker
+            except ImportError:
+                raise DemoUnavailable(
+                    "the embedded broker is not installed: pip install 'hallctl[demo]' "
+                    "(or run on a broker of your own: hallctl demo --broker HOST:PORT)") from None
             broker = await stack.enter_async_context(EmbeddedBroker())
             host, port = broker.host, broker.port
             broker_name = f"embedded broker (amqtt) on {host}:{port}"
