@@ -13,6 +13,7 @@ start-up for no gain here.
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from typing import Any, Mapping
 
@@ -86,16 +87,19 @@ def check(schema: Mapping[str, Any], value: Any, path: str = "") -> None:
                 check(schema["items"], item, _join(path, i))
     if isinstance(value, dict):
         props: Mapping[str, Any] = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
+        if extra is False:  # a misspelt key first: "missing 'level'" would hide the typo "lvl"
+            for key in value:
+                if key not in props:
+                    close = difflib.get_close_matches(str(key), list(props), n=1, cutoff=0.6)
+                    hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(sorted(props)) or 'none'})"
+                    raise SchemaError(_join(path, str(key)), f"unknown key {key!r}{hint}")
         for key in schema.get("required", ()):
             if key not in value:
                 raise SchemaError(_join(path, key), f"missing required key {key!r}")
-        extra = schema.get("additionalProperties", True)
         for key, item in value.items():
             if key in props:
                 check(props[key], item, _join(path, key))
-            elif extra is False:
-                known = ", ".join(sorted(props)) or "none"
-                raise SchemaError(_join(path, str(key)), f"unknown key {key!r} (known: {known})")
             elif isinstance(extra, Mapping):
                 check(extra, item, _join(path, str(key)))
 
@@ -124,19 +128,30 @@ def merge_objects(*schemas: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def describe(schema: Mapping[str, Any]) -> str:
-    """One line for a technician: ``lines: array (required); level: integer 0..15``."""
+    """One line for a technician: ``lines: array of 1..8 strings (required); level: integer 0..15``."""
     parts = []
     required = set(schema.get("required", ()))
     for key, prop in schema.get("properties", {}).items():
-        text = f"{key}: {prop.get('type', 'any')}"
-        if "minimum" in prop or "maximum" in prop:
-            text += f" {_range(prop.get('minimum'), prop.get('maximum'))}"
-        if "enum" in prop:
-            text += " (" + "|".join(map(str, prop["enum"])) + ")"
-        if key in required:
-            text += " (required)"
-        parts.append(text)
+        parts.append(f"{key}: {_describe_value(prop)}" + (" (required)" if key in required else ""))
     return "; ".join(parts) or "no arguments"
+
+
+def _describe_value(prop: Mapping[str, Any]) -> str:
+    kind = prop.get("type", "any")
+    if kind == "array":
+        lo, hi = prop.get("minItems"), prop.get("maxItems")
+        count = f"{lo}..{hi} " if lo is not None and hi is not None else ""
+        item = prop.get("items", {}).get("type", "value")
+        text = f"array of {count}{item}s"
+        if "maxLength" in prop.get("items", {}):
+            text += f" of at most {prop['items']['maxLength']} characters"
+        return text
+    text = str(kind)
+    if "minimum" in prop or "maximum" in prop:
+        text += f" {_range(prop.get('minimum'), prop.get('maximum'))}"
+    if "enum" in prop:
+        text += " (" + "|".join(map(str, prop["enum"])) + ")"
+    return text
 
 
 def _range(lo: Any, hi: Any) -> str:

@@ -102,6 +102,8 @@ async def test_run_drives_every_action_a_display_announces(mosquitto, hall):
     assert rc == 2 and "has no action 'explode'" in err
     rc, _, err = await diag(mosquitto, "run", "window-9/display", "ping")
     assert rc == 2 and "window-9" in err
+    rc2, out, _ = await diag(mosquitto, "run", "window-1/display", "brightness", "lvl=8")
+    assert rc2 == 1 and "data.lvl: unknown key 'lvl'; did you mean 'level'?" in out
     rc, text, _ = await diag(mosquitto, "run", "window-1/display")
     assert rc == 0 and "brightness" in text and "level: integer 0..15 (required)" in text
 
@@ -126,9 +128,15 @@ async def test_json_of_nodes_events_and_health_parses(mosquitto, hall, tmp_path)
     rc, text, _ = await diag(mosquitto, "health")
     assert rc == 0 and text.startswith(f"hall {HALL}: OK - central online, 4/4 nodes ready, 4/4 devices ok")
 
+    # a hall nobody is in is a problem, and the halls that are there are named
+    rc, _, err = await diag(mosquitto, "nodes", "--hall", "test-hal")
+    assert rc == 1 and f"no node has announced itself in hall test-hal" in err and HALL in err
+    rc, _, err = await diag(mosquitto, "devices", "--hall", "Demo-Hall")
+    assert rc == 2 and "hall: invalid id 'Demo-Hall'" in err and "Traceback" not in err
+
     # credentials from a file given by environment; a broker that is not there: exit 4
     secret = tmp_path / "pw"
     secret.write_text("not-needed-here\n")
     rc, _, err = await diag(mosquitto, "nodes", "--timeout", "1",
                             env_extra={"HALLCTL_BROKER": "127.0.0.1:1", "HALLCTL_PASSWORD_FILE": str(secret)})
-    assert rc == 4 and "no MQTT connection to 127.0.0.1:1" in err and "not-needed-here" not in err
+    assert rc == 4 and "cannot connect to 127.0.0.1:1" in err and "not-needed-here" not in err

@@ -19,11 +19,16 @@ from typing import Any, Sequence
 
 from hallctl.bus.topics import Topics, parse
 from hallctl.diag.session import BrokerUnreachable, Connection, Session
+from hallctl.ids import id_problem
 
 #: exit codes (also in ``hallctl diag --help``)
 OK, PROBLEM, USAGE, NO_ANSWER, UNREACHABLE = 0, 1, 2, 3, 4
 
 EPILOG = """\
+settings: a command-line option wins, then the node config given with -c, then the environment
+(HALLCTL_BROKER, HALLCTL_HALL, HALLCTL_CONFIG, HALLCTL_USERNAME, HALLCTL_PASSWORD_FILE,
+HALLCTL_TIMEOUT), then the defaults.
+
 exit codes: 0 all well; 1 a problem was found (a node lost, a device not ok, an action answered
 an error); 2 usage error (unknown node, device or action); 3 no answer in time; 4 broker
 unreachable or credentials refused.
@@ -41,17 +46,16 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("diag", help="the hall's nodes, devices, events and health, over MQTT",
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     common = argparse.ArgumentParser(add_help=False)
-    env = os.environ.get
-    common.add_argument("--broker", default=env("HALLCTL_BROKER"), metavar="HOST:PORT",
-                        help="MQTT broker (env HALLCTL_BROKER; default from -c, else 127.0.0.1:1883)")
-    common.add_argument("--hall", default=env("HALLCTL_HALL"), help="hall id (env HALLCTL_HALL; default from -c)")
-    common.add_argument("-c", "--config", default=env("HALLCTL_CONFIG"), metavar="FILE",
-                        help="take broker, hall and credentials from this node config (env HALLCTL_CONFIG)")
-    common.add_argument("--username", default=env("HALLCTL_USERNAME"), help="MQTT user (env HALLCTL_USERNAME)")
-    common.add_argument("--password-file", default=env("HALLCTL_PASSWORD_FILE"), metavar="FILE",
-                        help="file holding the MQTT password (env HALLCTL_PASSWORD_FILE)")
-    common.add_argument("--timeout", type=float, default=float(env("HALLCTL_TIMEOUT", "5")), metavar="S",
-                        help="seconds to wait for the broker and for answers (env HALLCTL_TIMEOUT; default 5)")
+    common.add_argument("--broker", metavar="HOST:PORT",
+                        help="MQTT broker (else -c's, else env HALLCTL_BROKER, else 127.0.0.1:1883)")
+    common.add_argument("--hall", help="hall id (else -c's, else env HALLCTL_HALL)")
+    common.add_argument("-c", "--config", metavar="FILE",
+                        help="take broker, hall and credentials from this node config (else env HALLCTL_CONFIG)")
+    common.add_argument("--username", help="MQTT user (else -c's, else env HALLCTL_USERNAME)")
+    common.add_argument("--password-file", metavar="FILE",
+                        help="file holding the MQTT password (else env HALLCTL_PASSWORD_FILE)")
+    common.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
+                        help="seconds to wait for the broker and for answers (else env HALLCTL_TIMEOUT, else 5)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
     cmds = p.add_subparsers(dest="diag_command", metavar="WHAT", required=True)
     cmds.add_parser("nodes", parents=[common], help="nodes: online or lost, version, uptime, bd_seq, last seen")
@@ -91,30 +95,54 @@ def main(args: argparse.Namespace) -> int:
         return OK
 
 
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seconds expected, got {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 3600 seconds, got {text!r}")
+    return value
+
+
 def _connection(args: argparse.Namespace) -> Connection:
-    host, port, hall, username, password = "127.0.0.1", 1883, None, None, None
-    if args.config:
+    """Settings: an option, else the node config (-c), else the environment, else the default."""
+    env = os.environ.get
+    host, port, hall, username, password = "127.0.0.1", 1883, env("HALLCTL_HALL"), env("HALLCTL_USERNAME"), None
+    broker = env("HALLCTL_BROKER")
+    config = args.config or env("HALLCTL_CONFIG")
+    password_file = args.password_file or env("HALLCTL_PASSWORD_FILE")
+    if config:
         from hallctl.config import load_node_config
 
-        cfg = load_node_config(args.config)
+        cfg = load_node_config(config)
+        broker = None  # the file's broker beats the environment's
         host, port, hall, username, password = cfg.mqtt.host, cfg.mqtt.port, cfg.hall, cfg.mqtt.username, cfg.mqtt.password
-    if args.broker:
-        h, _, p = args.broker.rpartition(":")
-        if not p.isdigit():
-            raise ValueError(f"--broker wants HOST:PORT, got {args.broker!r}")
+    broker = args.broker or broker
+    if broker:
+        h, _, p = broker.rpartition(":")
+        if not p.isdigit() or "/" in h or not 0 < int(p) < 65536:
+            raise ValueError(f"the broker is HOST:PORT (e.g. 192.168.1.10:1883), got {broker!r}")
         host, port = h or host, int(p)
     hall = args.hall or hall
     if not hall:
         raise ValueError("which hall? give --hall ID (or HALLCTL_HALL, or -c a node config)")
-    if args.username:
-        username = args.username
-    if args.password_file:
+    if (problem := id_problem(hall)) is not None:
+        raise ValueError(f"hall: {problem}")
+    username = args.username or username
+    if password_file:
         try:
-            with open(args.password_file, encoding="utf-8") as fh:
+            with open(password_file, encoding="utf-8") as fh:
                 password = fh.read().strip()
         except OSError as exc:
-            raise ValueError(f"cannot read the password file: {exc}") from None
-    return Connection(host, port, hall, username, password, args.timeout)
+            raise ValueError(f"cannot read the password file: {exc.strerror or exc}") from None
+    timeout = args.timeout
+    if timeout is None:
+        try:
+            timeout = positive_seconds(env("HALLCTL_TIMEOUT", "5"))
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(f"HALLCTL_TIMEOUT: {exc}") from None
+    return Connection(host, port, hall, username, password, timeout)
 
 
 # -- nodes and devices ---------------------------------------------------------------------------
@@ -135,10 +163,28 @@ def _by_node(docs: dict[str, Any], kind: str) -> dict[str, Any]:
     return out
 
 
+async def halls_seen(conn: Connection) -> list[str]:
+    """Every hall with a central or a node on this broker (a wrong --hall finds nothing)."""
+    async with Session(conn, ["hallctl/v1/+/central/status", "hallctl/v1/+/node/+/status"]) as s:
+        await s.settle(quiet=0.2)
+        return sorted({t.split("/")[2] for t in s.retained})
+
+
+async def _nothing_here(conn: Connection, what: str) -> int:
+    halls = [h for h in await halls_seen(conn) if h != conn.hall]
+    seen = f"halls on this broker: {', '.join(halls)}" if halls else "no hall has announced itself on this broker"
+    print(f"no {what} in hall {conn.hall} on {conn.host}:{conn.port} ({seen})", file=sys.stderr)
+    return PROBLEM
+
+
 async def _nodes(args: argparse.Namespace, conn: Connection) -> int:
     t = Topics(conn.hall)
-    docs = await _snapshot(conn, t.node_status_filter, t.node_birth_filter)
+    docs = await _snapshot(conn, t.node_status_filter, t.node_birth_filter, t.central_health)
     status, births = _by_node(docs, "node_status"), _by_node(docs, "node_birth")
+    # a will is made when the node connects, so its ts is not when the node was lost: central's
+    # health document dates a loss it saw happen
+    lost_since = {p["node"]: p.get("since") for p in (docs.get(t.central_health) or {}).get("problems", [])
+                  if p.get("device") is None}
     rows = []
     now = datetime.now(timezone.utc)
     for node in sorted(set(status) | set(births)):
@@ -148,16 +194,16 @@ async def _nodes(args: argparse.Namespace, conn: Connection) -> int:
             "node": node, "state": st.get("state", "unknown"), "bd_seq": st.get("bd_seq"),
             "version": birth.get("version"), "devices": len(birth.get("devices", [])),
             "uptime_s": round((now - _time(started)).total_seconds()) if started and st.get("state") == "ready" else None,
-            "last_seen": st.get("ts"),
+            "since": lost_since.get(node) if st.get("state") != "ready" and lost_since.get(node) else st.get("ts"),
         })
     if args.json:
         _print_json({"hall": conn.hall, "nodes": rows})
     else:
         _table(["NODE", "STATE", "VERSION", "UPTIME", "BD_SEQ", "DEVICES", "SINCE"],
                [[r["node"], r["state"], r["version"] or "-", _duration(r["uptime_s"]), r["bd_seq"],
-                 r["devices"], _local(r["last_seen"])] for r in rows])
-        if not rows:
-            print(f"no node has announced itself in hall {conn.hall}")
+                 r["devices"], _local(r["since"])] for r in rows])
+    if not rows:
+        return await _nothing_here(conn, "node has announced itself")
     return PROBLEM if any(r["state"] != "ready" for r in rows) else OK
 
 
@@ -189,8 +235,8 @@ async def _devices(args: argparse.Namespace, conn: Connection) -> int:
         _table(["NODE", "DEVICE", "KIND", "MODEL", "HEALTH", "SINCE", "REASON"],
                [[r["node"], r["device"], r["kind"] or "-", r["model"] or "-", r["health"], _local(r["since"]), r["reason"]]
                 for r in rows])
-        if not rows:
-            print(f"no device has been announced in hall {conn.hall}")
+    if not rows:
+        return await _nothing_here(conn, "device has been announced")
     return PROBLEM if any(r["health"] != "ok" for r in rows) else OK
 
 
@@ -223,7 +269,18 @@ async def _events(args: argparse.Namespace, conn: Connection) -> int:
         if args.count is not None and seen >= args.count:
             done.set()
 
+    if args.node or args.device:
+        births = _by_node(await _snapshot(conn, t.node_birth_filter), "node_birth")
+        known = {(n, d.get("id")) for n, b in births.items() for d in b.get("devices", [])}
+        if (args.node and args.node not in births) or (args.device and not any(
+                d == args.device and (not args.node or n == args.node) for n, d in known)):
+            print(f"hallctl diag events: no such node or device in hall {conn.hall} "
+                  f"(devices: {', '.join(sorted(f'{n}/{d}' for n, d in known)) or 'none'})", file=sys.stderr)
+            return USAGE
     duration = args.duration if args.duration is not None else (None if args.follow else 10.0)
+    if not args.json:
+        print(f"waiting for events in hall {conn.hall}"
+              + (" (Ctrl-C to stop)" if duration is None else f" for {duration:g} s"), file=sys.stderr, flush=True)
     async with Session(conn, filters, on_live=on_live):
         try:
             async with asyncio.timeout(duration):
@@ -273,16 +330,20 @@ async def _run(args: argparse.Namespace, conn: Connection) -> int:
             print(f"hallctl diag run: node {node} has no device {device!r} (devices: {known})", file=sys.stderr)
             return USAGE
         specs = dev.get("action_specs") or {a: {} for a in dev.get("actions", [])}
+        node_state = s.retained.get(t.node_status(node), {}).get("state", "unknown")
         if args.action is None or args.action not in specs:
             if args.action is not None:
                 print(f"hallctl diag run: {node}/{device} has no action {args.action!r}", file=sys.stderr)
             _list_actions(node, device, dev, specs, args.json)
             return USAGE if args.action is not None else OK
+        if node_state != "ready":
+            print(f"hallctl diag run: node {node} is {node_state}: nothing there to answer "
+                  f"(check its power and network, then `systemctl status hallctl-node` on it)", file=sys.stderr)
+            return NO_ANSWER
         try:
             response = await s.command(node, device, args.action, data)
         except TimeoutError:
-            print(f"hallctl diag run: no answer from {node}/{device} within {conn.timeout:g} s "
-                  f"(node status: {s.retained.get(t.node_status(node), {}).get('state', 'unknown')})", file=sys.stderr)
+            print(f"hallctl diag run: no answer from {node}/{device} within {conn.timeout:g} s", file=sys.stderr)
             return NO_ANSWER
     if args.json:
         _print_json(response)
@@ -291,6 +352,8 @@ async def _run(args: argparse.Namespace, conn: Connection) -> int:
     else:
         err = response.get("error", {})
         print(f"error {err.get('code')}: {err.get('message')}")
+        if err.get("code") == "bad_request" and data:
+            print("  (values are JSON when they parse as JSON: lines='[\"请A001号\", \"到3号窗口\"]' level=8)")
     return OK if response.get("status") == "ok" else PROBLEM
 
 

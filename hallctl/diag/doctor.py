@@ -17,11 +17,14 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from hallctl.diag.cli import positive_seconds
 
 #: the store needs at least this much free space (a day of outbox at a busy hall is well under)
 MIN_FREE_BYTES = 64 * 1024 * 1024
@@ -43,13 +46,20 @@ def add_parser(sub: Any) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--config", default=os.environ.get("HALLCTL_CONFIG", "/etc/hallctl/node.toml"),
                    help="node config (env HALLCTL_CONFIG; default /etc/hallctl/node.toml)")
-    p.add_argument("--timeout", type=float, default=float(os.environ.get("HALLCTL_TIMEOUT", "5")), metavar="S",
-                   help="seconds to wait for the broker and central (default 5)")
+    p.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
+                   help="seconds to wait for the broker and central (else env HALLCTL_TIMEOUT, else 5)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def main(args: argparse.Namespace) -> int:
-    checks = asyncio.run(run_checks(args.config, args.timeout))
+    timeout = args.timeout
+    if timeout is None:
+        try:
+            timeout = positive_seconds(os.environ.get("HALLCTL_TIMEOUT", "5"))
+        except argparse.ArgumentTypeError as exc:
+            print(f"hallctl doctor: HALLCTL_TIMEOUT: {exc}", file=sys.stderr)
+            return 2
+    checks = asyncio.run(run_checks(args.config, timeout))
     if args.json:
         print(json.dumps({"ok": not any(c.status == "fail" for c in checks), "checks": [asdict(c) for c in checks]},
                          ensure_ascii=False, indent=1))
@@ -72,9 +82,8 @@ async def run_checks(config: str, timeout: float) -> list[Check]:
         load_plugins(cfg)
         plans = plan_node(cfg, load_profiles(cfg.profile_dirs))
     except ConfigError as exc:
-        where = f"{exc.file} at {exc.key}" if exc.key else (exc.file or config)
-        checks = [Check("config", "fail", exc.message, f"edit {where}: {exc.problem}")]
-        return checks + [Check(n, "skip", "needs a valid config") for n in ("devices", "broker", "clock", "store")]
+        checks = [Check("config", "fail", exc.message, _config_fix(exc, config))]
+        return checks + [Check(n, "skip", "needs a valid config") for n in ("devices", "broker", "hall", "clock", "store")]
     checks = [Check("config", "ok", f"{config}: node {cfg.id} in hall {cfg.hall}, {len(plans)} device(s)")]
     for plan in plans:
         checks.append(_profile_check(plan))
@@ -83,10 +92,22 @@ async def run_checks(config: str, timeout: float) -> list[Check]:
     checks.append(_font_check())
     broker = await _broker_check(cfg, timeout)
     checks.append(broker)
-    checks.append(await _clock_check(cfg, timeout) if broker.status == "ok" else
-                  Check("clock", "skip", "needs the broker"))
+    if broker.status == "ok":
+        checks += await _hall_checks(cfg, plans, timeout)
+        checks.append(await _clock_check(cfg, timeout))
+    else:
+        checks += [Check("hall", "skip", "needs the broker"), Check("clock", "skip", "needs the broker")]
     checks.append(_store_check(cfg.store.path))
     return checks
+
+
+def _config_fix(exc: Any, config: str) -> str:
+    if exc.problem == "file not found":
+        return (f"copy config/node.example.toml to {exc.file or config} and set this node's id, hall, broker and "
+                "devices (or point -c at the node's config)")
+    if exc.key:
+        return f"open {exc.file or config} and correct {exc.key} (docs/devices.md lists each device's options)"
+    return f"open {exc.file or config} and correct it where the message says"
 
 
 def _profile_check(plan: Any) -> Check:
@@ -175,9 +196,55 @@ async def _broker_check(cfg: Any, timeout: float) -> Check:
     problem = await probe_broker(m.host, m.port, username=m.username, password=m.password, timeout=timeout)
     if problem is None:
         return Check("broker", "ok", f"{m.host}:{m.port} accepts {m.username or 'anonymous'}")
+    if "credentials" in problem:
+        return Check("broker", "fail", problem,
+                     f"set [mqtt] username and password in {cfg.file} to this node's account "
+                     "(mosquitto_passwd on the broker's host creates or resets it)")
     return Check("broker", "fail", problem,
-                 f"is Mosquitto running on {m.host}? (systemctl status mosquitto); check [mqtt] host, port, "
-                 f"username and password in {cfg.file}; a firewall must let TCP {m.port} through")
+                 f"is Mosquitto running on {m.host}? (systemctl status mosquitto); check [mqtt] host and port "
+                 f"in {cfg.file}; a firewall must let TCP {m.port} through")
+
+
+async def _hall_checks(cfg: Any, plans: list[Any], timeout: float) -> list[Check]:
+    """Is there a central for this node's hall, and does it publish what this node's apps follow
+    (a display for a window central does not know would stay blank)?"""
+    from hallctl.bus.topics import Topics, matches
+    from hallctl.diag.session import Connection, Session
+
+    topics = Topics(cfg.hall)
+    conn = Connection(cfg.mqtt.host, cfg.mqtt.port, cfg.hall, cfg.mqtt.username, cfg.mqtt.password, timeout)
+    follows = [(plan.id, f) for plan in plans if plan.app is not None and not plan.disabled
+               for f in plan.app(_NoContext(topics), plan.app_options).subscriptions()]
+    async with Session(conn, ["hallctl/v1/+/central/status", *sorted({f for _, f in follows})]) as s:
+        await s.settle(quiet=0.3, longest=timeout)
+        central = s.retained.get(topics.central_status)
+        halls = sorted({t.split("/")[2] for t in s.retained if t.endswith("/central/status")} - {cfg.hall})
+    if central is None:
+        seen = f"halls with a central on this broker: {', '.join(halls)}" if halls else "no central has ever connected to this broker"
+        return [Check("hall", "fail", f"no central in hall {cfg.hall!r} ({seen})",
+                      f"[node] hall in {cfg.file} must be central's [central] hall; or start central "
+                      "(systemctl status hallctl-central)")]
+    out = [Check("hall", "ok" if central.get("state") == "online" else "warn",
+                 f"central of hall {cfg.hall} is {central.get('state')}",
+                 "" if central.get("state") == "online" else "start central (systemctl status hallctl-central)")]
+    if central.get("state") == "online":
+        for device, topic_filter in follows:
+            if "+" in topic_filter or "#" in topic_filter or any(matches(topic_filter, t) for t in s.retained):
+                continue
+            out.append(Check("hall", "fail", f"device {device}: its app follows {topic_filter}, which central does not publish",
+                             f"the device's options in {cfg.file} name something central's config does not have "
+                             "(a window id?): make them agree"))
+    return out
+
+
+class _NoContext:
+    """Enough of an AppContext to ask an app what it follows."""
+
+    def __init__(self, topics: Any) -> None:
+        self.topics = topics
+        self.node = self.device = ""
+        self.submit = None
+        self.log = None
 
 
 async def _clock_check(cfg: Any, timeout: float) -> Check:

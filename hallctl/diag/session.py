@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from hallctl.bus import messages
 from hallctl.bus.client import Bus, Incoming
+from hallctl.bus.probe import probe_broker
 from hallctl.bus.topics import RETAINED_KINDS, Topics, matches, parse
 
 
@@ -56,6 +57,12 @@ class Session:
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> "Session":
+        # one plain attempt first: a refused connection, an unknown host or refused credentials
+        # are said at once and in their own words, not as a time-out
+        problem = await probe_broker(self.conn.host, self.conn.port, username=self.conn.username,
+                                     password=self.conn.password, timeout=self.conn.timeout)
+        if problem is not None:
+            raise BrokerUnreachable(problem)
         self._task = asyncio.create_task(self.bus.run())
         try:
             async with asyncio.timeout(self.conn.timeout):
