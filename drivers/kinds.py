@@ -98,7 +98,7 @@ WINDOW_DISPLAY = register_kind(Kind(
     name="window_display",
     doc="the LED bar over a window: shows the number being called there",
     actions={
-        "show": Action("show", "show these lines, one per row (a technician's test text is held 30 s)", {
+        "show": Action("show", "show these lines, one per row (held 30 s, or until the window calls the next number)", {
             "type": "object",
             "properties": {"lines": {"type": "array", "minItems": 1, "maxItems": 8,
                                      "items": {"type": "string", "maxLength": 128}}},
