@@ -346,7 +346,7 @@ async def broker_restart(r: int, a: argparse.Namespace, broker: MosquittoProcess
     seqs = list(range(r * a.messages, (r + 1) * a.messages))
     t_put = now()
     for s in seqs:
-        node.bus.publish_reliable(ev_topic, {"v": 1, "seq": s, "restart": r, "ts": messages.now_iso()})
+        await node.bus.apublish_reliable(ev_topic, {"v": 1, "seq": s, "restart": r, "ts": messages.now_iso()})
     put_ms = (now() - t_put) * 1000 / max(1, len(seqs))
 
     await asyncio.sleep(max(0.0, a.down_s - (now() - t_stopped)))
@@ -488,7 +488,7 @@ async def bench(a: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         tc = Client(host, port, "bench-traffic")
         clients += [prober, tc]
         async with asyncio.timeout(WAIT_S):
-            await central.bus.connected.wait()
+            await central.ready.wait()
             for name, run in runs.items():
                 if name != "central":
                     await run.daemon.ready.wait()

@@ -60,7 +60,7 @@ async def central(host: str, port: int, tmp: Path, windows: int = 3, **kw: Any) 
     run = Running(svc)
     try:
         async with asyncio.timeout(10):
-            await svc.bus.connected.wait()
+            await svc.ready.wait()
         yield svc
     finally:
         await run.stop()

@@ -156,8 +156,9 @@ def test_loading_crosses_batch_boundaries(tmp_path: Path) -> None:
 def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "central.db"
     path.write_bytes(b"this is not sqlite, it is a ticket printer log\n" * 200)
+    store = Store(path)  # constructing touches nothing; opening says what is wrong
     with pytest.raises(StoreCorrupt) as err:
-        Store(path)
+        store.open()
     assert err.value.code == "config_error"
     assert str(path) in err.value.message
     assert "restore a backup" in err.value.message
@@ -175,17 +176,17 @@ def test_a_damaged_database(tmp_path: Path) -> None:
     raw[page * 2 : page * 4] = b"\xff" * (page * 2)  # scribble over two pages of the events table
     path.write_bytes(bytes(raw))
     with pytest.raises(StoreCorrupt, match="restore a backup"):
-        Store(path)
+        Store(path).open()
 
 
 def test_a_store_from_a_newer_hallctl(tmp_path: Path) -> None:
     path = tmp_path / "central.db"
-    Store(path).close()
+    Store(path).open().close()
     db = sqlite3.connect(path)
     db.execute("PRAGMA user_version=99")
     db.close()
     with pytest.raises(StoreCorrupt, match="newer hallctl"):
-        Store(path)
+        Store(path).open()
 
 
 def test_close_is_idempotent_and_final(tmp_path: Path) -> None:
@@ -285,3 +286,26 @@ def test_killing_central_mid_commit_leaves_a_consistent_store(tmp_path: Path) ->
             assert mine == list(range(1, len(mine) + 1))
         n_issue = sum(1 for r in responses.values() if r["action"] == "ticket.issue" and r["seqs"])
         assert n_issue == len(issued) == len(central.tickets)
+
+
+def test_constructing_touches_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "central.db")
+    assert not (tmp_path / "central.db").exists()
+    store.close()
+    assert not (tmp_path / "central.db").exists()
+
+
+def test_a_full_disk_is_an_outage_not_a_damaged_store(tmp_path: Path) -> None:
+    from hallctl.errors import StorageUnavailable
+
+    with Store(tmp_path / "central.db") as store:
+        store.commit([Event(1, "x", "t", {})], "k1", {"ok": 1})
+        db = store._db
+        db.execute(f"PRAGMA max_page_count={db.execute('PRAGMA page_count').fetchone()[0]}")  # SQLite may not grow
+        with pytest.raises(StorageUnavailable, match="the disk is full") as err:
+            store.commit_batch([Event(i, "x", "t", {"pad": "x" * 2000}) for i in range(2, 40)], [("k2", {"ok": 2})])
+        assert err.value.code == "internal"
+        assert store.last_seq() == 1 and store.response_for("k2") is None, "nothing of the batch was written"
+        db.execute("PRAGMA max_page_count=1073741823")
+        store.commit_batch([Event(2, "x", "t", {})], [("k2", {"ok": 2})])
+        assert store.responses_for(["k1", "k2", "k3"]) == {"k1": {"ok": 1}, "k2": {"ok": 2}}

@@ -157,3 +157,21 @@ async def test_wait_nonempty_returns_at_once_when_items_wait(db_path):
         [item] = await box.apeek()
         await box.aack(item.id)
         assert len(box) == 0
+
+
+def test_constructing_touches_nothing_and_opening_creates(tmp_path):
+    path = tmp_path / "later" / "outbox.db"
+    box = Outbox(path)
+    assert not path.parent.exists()
+    with box:
+        assert path.exists()
+
+
+def test_ack_many_deletes_a_batch_at_once_and_keeps_the_rest(db_path):
+    with Outbox(db_path) as box:
+        ids = box.put_many([("t", bytes([n]), 1, False) for n in range(250)])
+        assert ids == list(range(ids[0], ids[0] + 250)), "ids follow the order of the items"
+        box.ack_many(ids[:180] + [10_000])  # an unknown id is ignored
+        assert len(box) == 70 and [i.payload for i in box.peek(100)] == [bytes([n]) for n in range(180, 250)]
+    with Outbox(db_path) as again:
+        assert len(again) == 70

@@ -44,16 +44,16 @@ def test_expired_request_is_not_executed(tmp_path):
 def test_a_failed_write_loses_nothing_and_memory_follows_the_disk(tmp_path, monkeypatch):
     svc = CentralService(hall_spec(), str(tmp_path / "c.db"), MqttSettings())
     assert svc.respond("k", "ticket.issue", _req("1", {"queue": "a"}))["data"]["ticket"]["number"] == "A001"
-    real_commit = svc.store.commit
+    real_commit = svc.store.commit_batch
 
     def disk_error(*a, **kw):  # a fake: a failing SD card cannot be made on demand here
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(svc.store, "commit", disk_error)
+    monkeypatch.setattr(svc.store, "commit_batch", disk_error)
     failed = svc.respond("k", "ticket.issue", _req("2", {"queue": "a"}))
     assert failed["error"]["code"] == "internal"
     assert svc.core.queue_status()["waiting"]["a"] == 1, "the unstored ticket is not in memory either"
-    monkeypatch.setattr(svc.store, "commit", real_commit)
+    monkeypatch.setattr(svc.store, "commit_batch", real_commit)
     retry = svc.respond("k", "ticket.issue", _req("2", {"queue": "a"}))
     assert retry["status"] == "ok" and retry["data"]["ticket"]["number"] == "A002"
     svc.store.close()
@@ -62,7 +62,10 @@ def test_a_failed_write_loses_nothing_and_memory_follows_the_disk(tmp_path, monk
 
 async def test_events_stored_but_never_queued_are_published_after_a_restart(mosquitto, tmp_path):
     db = str(tmp_path / "c.db")
-    CentralService(hall_spec(), db, MqttSettings(mosquitto.host, mosquitto.port))  # first start: outbox mark 0
+    first = CentralService(hall_spec(), db, MqttSettings(mosquitto.host, mosquitto.port))
+    first.open()  # first start: outbox mark 0
+    first.store.close()
+    first.outbox.close()
     # central "crashed" right after committing two events, before putting them in its outbox
     with Store(db) as store:
         core = Central(hall_spec(), lambda: datetime.now(timezone.utc))
@@ -111,6 +114,7 @@ async def test_technician_test_text_gives_way_to_the_window_state(mosquitto, tmp
 def test_central_restart_mid_day_restores_every_waiting_ticket_with_class_and_arrival(tmp_path):
     db = str(tmp_path / "c.db")
     svc = CentralService(hall_spec(), db, MqttSettings())
+    svc.open()
     now = datetime.now(svc.hall.zone)
     slot = (now + timedelta(minutes=30)).replace(second=0, microsecond=0)
     if slot.date() != now.date():  # keep the slot on today's business day
@@ -127,6 +131,7 @@ def test_central_restart_mid_day_restores_every_waiting_ticket_with_class_and_ar
     svc.outbox.close()
 
     again = CentralService(hall_spec(), db, MqttSettings())
+    again.open()
     after = {t.id: (t.number, t.priority, t.issued_at, t.slot, t.status) for t in again.core.tickets.values()}
     assert after == before and len(after) == 3
     assert {v[1] for v in after.values()} == {"walkin", "green", "appointment"}

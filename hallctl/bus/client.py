@@ -1,7 +1,8 @@
 """The MQTT connection: the only module in hallctl that imports aiomqtt.
 
-One :class:`Bus` per process. It connects, subscribes, announces (``on_connect``), drains the
-store-and-forward outbox and hands every message to ``on_message``; when the broker goes away it
+One :class:`Bus` per MQTT connection (central has a second one, for read-only requests, on a
+thread of its own: :class:`BusThread`). It connects, subscribes, announces (``on_connect``), drains
+the store-and-forward outbox and hands every message to ``on_message``; when the broker goes away it
 reconnects by itself (backoff capped at ``reconnect_max`` seconds) and does all of that again, so
 subscriptions are never lost on a reconnect (mqtt-io #333) and a dead broker is noticed from the
 read side at once, not at the next publish (mqtt-io #187).
@@ -9,14 +10,21 @@ read side at once, not at the next publish (mqtt-io #187).
 A fresh aiomqtt client is made for each connection so that the will can carry the current
 ``bd_seq``. Sessions are persistent (``clean_session=False``, fixed client id) so QoS 1 messages
 queued at the broker while we were away still reach us.
+
+Nothing here waits on the disk or on one message's PUBACK before the next is sent: the outbox is
+opened, read and acked in a worker thread, its items go out a batch at a time (paho keeps them in
+order on the wire), and :meth:`Bus.spawn_publish` lets a handler send without waiting. Incoming
+messages go to the handler as paho reads them, without a loop iteration each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
 import socket
+import threading
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
@@ -27,6 +35,13 @@ from hallctl.errors import HallctlError
 from hallctl.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("hallctl.bus")
+#: outbox items published together before their PUBACKs are awaited and their ids acked at once
+DRAIN_BATCH = 200
+#: messages handled before the handler task lets the rest of the loop run
+HANDLE_SLICE = 100
+#: QoS 1 messages sent and not yet acknowledged, at most (paho's own default, 20, kept a burst's
+#: answers waiting for the PUBACKs of the events before them)
+MAX_INFLIGHT = 100
 # paho logs "failed to receive on socket" at ERROR for every broker restart; the bus says it
 # once, as a warning, itself. Raise this logger's level to see paho's own messages.
 _paho_log = logging.getLogger("hallctl.bus.paho")
@@ -65,7 +80,7 @@ class Bus:
         on_message: Callable[[Incoming], Awaitable[None]] | None = None,
         on_connect: Callable[[], Awaitable[None]] | None = None,
         will: Callable[[], tuple[str, Payload]] | None = None,
-        outbox: Any = None,  # hallctl.runtime.outbox.Outbox (duck-typed: peek/ack/wait_nonempty/put)
+        outbox: Any = None,  # hallctl.runtime.outbox.Outbox
         keepalive: int = 15,
         clean_session: bool = False,
         username: str | None = None,
@@ -94,8 +109,10 @@ class Bus:
         self._down_logged = False
         self._run_task: asyncio.Task[Any] | None = None
         self._lost: asyncio.Event | None = None
-        self._inbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=1000)
+        self._inbox: collections.deque[Any] = collections.deque()
+        self._inbox_ready = asyncio.Event()
         self._handling_since: float | None = None
+        self._spawned: set[asyncio.Task[bool]] = set()
 
     # -- publishing -----------------------------------------------------------------------
     async def publish(self, topic: str, payload: Payload, *, qos: int = 1, retain: bool = False) -> None:
@@ -131,6 +148,25 @@ class Bus:
             return False
         return True
 
+    def spawn_publish(self, topic: str, payload: Payload, *, qos: int = 1, retain: bool = False) -> asyncio.Task[bool]:
+        """Publish in a task of its own, so the caller does not wait for the PUBACK (and nobody
+        waits for another's); the task's result says whether the broker confirmed it. Messages
+        spawned one after another leave in that order. For answers and state that a client's
+        retry or the next connection sends again."""
+        task = asyncio.create_task(self._publish_on(self._client, topic, _bytes(payload), qos, retain))
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
+        return task
+
+    async def _publish_on(self, client: aiomqtt.Client | None, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
+        if client is None or not self.connected.is_set():
+            return False
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain, timeout=self.publish_timeout)
+        except aiomqtt.MqttError:
+            return False
+        return True
+
     async def skip_request(self, incoming: Incoming) -> bool:
         """True when a message on a request/command topic must not run.
 
@@ -144,7 +180,7 @@ class Bus:
         if incoming.retain:
             self.dropped_retained += 1
             log.warning("dropped a retained request on %s and cleared it from the broker", incoming.topic)
-            await self.try_publish(incoming.topic, b"", retain=True)
+            self.spawn_publish(incoming.topic, b"", retain=True)
             return True
         return False
 
@@ -154,13 +190,20 @@ class Bus:
         return since is None or asyncio.get_running_loop().time() - since < stuck_after_s
 
     def publish_reliable(self, topic: str, payload: Payload, *, retain: bool = False) -> int:
-        """Store in the outbox (durable when this returns); the drainer publishes it at QoS 1."""
+        """Store in the outbox (durable when this returns); the drainer publishes it at QoS 1.
+        Blocks on the disk: from the event loop use :meth:`apublish_reliable`."""
         if self.outbox is None:
             raise RuntimeError("publish_reliable needs an outbox")
         return self.outbox.put(topic, _bytes(payload), qos=1, retain=retain)
 
+    async def apublish_reliable(self, topic: str, payload: Payload, *, retain: bool = False) -> int:
+        """:meth:`publish_reliable` with the fsync in a worker thread."""
+        if self.outbox is None:
+            raise RuntimeError("publish_reliable needs an outbox")
+        return await asyncio.to_thread(self.outbox.put, topic, _bytes(payload), 1, retain)
+
     # -- connection loop ------------------------------------------------------------------
-    def _make_client(self) -> aiomqtt.Client:
+    def _make_client(self, deliver: Callable[[Any], None]) -> aiomqtt.Client:
         will = None
         if self.will is not None:
             topic, payload = self.will()
@@ -180,6 +223,8 @@ class Bus:
             # and latency matters more than packet count here.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             logger=_paho_log,
+            queue_type=_handing_queue(deliver),
+            max_inflight_messages=MAX_INFLIGHT,
         )
 
     async def run(self) -> None:
@@ -188,16 +233,21 @@ class Bus:
         Messages are handed, in order, to one handler task, so the read loop sees a dead
         connection at once even while a handler is busy (mqtt-io #187)."""
         self._run_task = asyncio.current_task()
+        if self.outbox is not None:
+            await self.outbox.aopen()  # a full disk stops the start here (StorageUnavailable)
         handler = asyncio.create_task(self._handle_inbox(), name=f"handler-{self.client_id}")
         try:
             await self._connection_loop()
         finally:
             await cancel_and_wait(handler)
+            for task in list(self._spawned):
+                await cancel_and_wait(task)
 
     async def _connection_loop(self) -> None:
         backoff = 0.1
         while not self._stopping:
-            client = self._make_client()
+            gate = _Gate()
+            client = self._make_client(gate.deliver)
             lost = asyncio.Event()
             drain: asyncio.Task[None] | None = None
             try:
@@ -214,17 +264,12 @@ class Bus:
                     if self.outbox is not None:
                         drain = asyncio.create_task(self._drain(client), name=f"outbox-{self.client_id}")
                     if self.on_connect is not None:
-                        await self._inbox.put(self.on_connect)  # runs before this connection's messages
-                    async for message in client.messages:
-                        payload = message.payload
-                        await self._inbox.put(Incoming(
-                            str(message.topic),
-                            bytes(payload) if isinstance(payload, (bytes, bytearray)) else _bytes_of(payload),
-                            bool(message.retain),
-                            int(message.qos),
-                        ))
-                        if self._stopping:
-                            break  # close() was called; its cancellation may have been lost
+                        self._enqueue(self.on_connect)  # runs before this connection's messages
+                    gate.open(self._enqueue)
+                    # every message goes to the inbox as paho reads it (_handing_queue); this only
+                    # waits for the connection to end, which aiomqtt raises as MqttError
+                    async for _ in client.messages:
+                        pass
             except aiomqtt.MqttError as exc:
                 if not self._stopping and not self._down_logged:
                     log.warning("mqtt connection to %s:%d lost or refused (%s); reconnecting", self.host, self.port, exc)
@@ -240,10 +285,24 @@ class Bus:
             await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
             backoff = min(backoff * 2, self.reconnect_max)
 
+    def _enqueue(self, item: Any) -> None:
+        self._inbox.append(item)
+        self._inbox_ready.set()
+
     async def _handle_inbox(self) -> None:
+        """Hand the inbox to the handlers in order. A handler that does not wait for anything
+        runs without a loop iteration per message, so a backlog is routed at once."""
         loop = asyncio.get_running_loop()
+        handled = 0
         while True:
-            item = await self._inbox.get()
+            if not self._inbox:
+                self._inbox_ready.clear()
+                await self._inbox_ready.wait()
+                continue
+            handled += 1
+            if handled % HANDLE_SLICE == 0:
+                await asyncio.sleep(0)  # let the rest of the loop (PUBACKs, publishes) run
+            item = self._inbox.popleft()
             self._handling_since = loop.time()
             try:
                 if isinstance(item, Incoming):
@@ -266,18 +325,33 @@ class Bus:
             log.exception("handler failed for %s", what)
 
     async def _drain(self, client: aiomqtt.Client) -> None:
-        """Publish outbox items oldest first; delete each only after the broker's PUBACK.
-        Runs for one connection; any failure is logged and retried, never fatal."""
+        """Publish outbox items oldest first, a batch at a time without waiting for one PUBACK
+        before the next is sent; delete the confirmed ones (the longest confirmed run from the
+        oldest, so order holds) in one transaction. Runs for one connection; any failure is
+        logged and retried, never fatal: delivery is at least once."""
         while True:
             try:
-                items = self.outbox.peek(50)
+                items = await self.outbox.apeek(DRAIN_BATCH)
                 if not items:
                     await self.outbox.wait_nonempty()
                     continue
-                for item in items:
-                    await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain,
-                                         timeout=self.publish_timeout)
-                    self.outbox.ack(item.id)
+                sends = [asyncio.ensure_future(client.publish(
+                    item.topic, item.payload, qos=item.qos, retain=item.retain, timeout=self.publish_timeout))
+                    for item in items]
+                try:
+                    results = await asyncio.gather(*sends, return_exceptions=True)
+                finally:
+                    for send in sends:
+                        send.cancel()
+                confirmed = []
+                for item, result in zip(items, results):
+                    if isinstance(result, BaseException):
+                        break
+                    confirmed.append(item.id)
+                await self.outbox.aack_many(confirmed)
+                failed = next((r for r in results if isinstance(r, BaseException)), None)
+                if failed is not None:
+                    raise failed
             except asyncio.CancelledError:
                 raise
             except aiomqtt.MqttError as exc:
@@ -296,6 +370,116 @@ class Bus:
         task = self._run_task
         if task is not None and task is not asyncio.current_task():
             await cancel_and_wait(task)
+
+
+class BusThread:
+    """Serves ``bus`` on an event loop in a thread of its own, so its messages are read, handled
+    and answered however busy the caller's loop is (central's read-only actions must not wait
+    behind a burst of writes: bench/central_load.py). The bus's handlers then run in that thread
+    and may touch only what is safe to touch from there."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._final: Sequence[tuple[str, Payload, bool]] = ()
+        self._ended: asyncio.Future[None] | None = None
+
+    async def run(self) -> None:
+        """Serve until cancelled or :meth:`close` (the bus stops cleanly) or until the bus fails
+        (its error is raised here)."""
+        main = asyncio.get_running_loop()
+        self._ended = ended = main.create_future()
+        started = threading.Event()
+
+        def serve() -> None:
+            error: BaseException | None = None
+            try:
+                asyncio.run(self._serve(started))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's loop
+                error = exc
+            finally:
+                started.set()
+                main.call_soon_threadsafe(_end, ended, error)
+
+        threading.Thread(target=serve, name=f"bus-{self.bus.client_id}", daemon=True).start()
+        await asyncio.to_thread(started.wait)
+        try:
+            await asyncio.shield(ended)
+        except asyncio.CancelledError:
+            await self.close()
+            raise
+
+    async def _serve(self, started: threading.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        started.set()
+        run = asyncio.create_task(self.bus.run())
+        stop = asyncio.create_task(self._stop.wait())
+        await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if not run.done():
+            await self.bus.close(self._final)
+        await cancel_and_wait(stop)
+        if not run.cancelled():
+            run.result()  # a failure of the bus is raised to run()
+
+    async def close(self, final: Sequence[tuple[str, Payload, bool]] = ()) -> None:
+        """Publish ``final`` and disconnect (as :meth:`Bus.close`), then wait for the thread to end."""
+        loop, stop, ended = self._loop, self._stop, self._ended
+        if loop is None or stop is None or ended is None:
+            return
+        self._final = final
+        try:
+            loop.call_soon_threadsafe(stop.set)
+        except RuntimeError:  # its loop has closed: the thread is ending anyway
+            pass
+        await asyncio.wait({ended})
+
+
+def _end(fut: asyncio.Future[None], error: BaseException | None) -> None:
+    if not fut.done():
+        if error is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(error)
+
+
+class _Gate:
+    """Holds a connection's first messages until its on_connect is queued, then lets them through."""
+
+    def __init__(self) -> None:
+        self._held: list[Any] = []
+        self._to: Callable[[Any], None] | None = None
+
+    def deliver(self, item: Any) -> None:
+        if self._to is None:
+            self._held.append(item)
+        else:
+            self._to(item)
+
+    def open(self, to: Callable[[Any], None]) -> None:
+        for item in self._held:
+            to(item)
+        self._held.clear()
+        self._to = to
+
+
+def _handing_queue(deliver: Callable[[Any], None]) -> type[asyncio.Queue[Any]]:
+    """aiomqtt's incoming queue class for one connection: each message is handed over as paho
+    reads it, as an :class:`Incoming`. (aiomqtt's own iterator costs a task and a loop
+    iteration per message: a backlog of 1,000 requests then took seconds to route.)"""
+
+    class HandingQueue(asyncio.Queue[Any]):
+        def put_nowait(self, item: Any) -> None:
+            payload = item.payload
+            deliver(Incoming(
+                str(item.topic),
+                bytes(payload) if isinstance(payload, (bytes, bytearray)) else _bytes_of(payload),
+                bool(item.retain),
+                int(item.qos),
+            ))
+
+    return HandingQueue
 
 
 def _bytes_of(payload: Any) -> bytes:

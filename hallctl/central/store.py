@@ -6,9 +6,15 @@ reload replays days, not the hall's whole history).
 both are there or neither is: a request re-delivered by MQTT (QoS 1 is at-least-once) is answered
 from :meth:`Store.response_for` and never runs twice, and a ticket never prints twice.
 
+``commit_batch`` does the same for many requests at once (central's group commit): one
+transaction, one fsync, for every request that arrived while the previous batch was committing.
+
 The file uses WAL with ``synchronous=FULL``: a committed transaction survives a power cut.
 All methods block; call them off the event loop (``asyncio.to_thread``). One connection is shared
-under a lock, so any thread may call.
+under a lock, so any thread may call. Constructing a Store touches nothing: :meth:`Store.open` (or
+the first call that needs the file) opens it. A disk that is full, read-only or failing raises
+:class:`~hallctl.errors.StorageUnavailable` (an outage: the daemon exits 75 and systemd retries);
+only a file that is not a usable store raises :class:`StoreCorrupt` (a person must look at it).
 """
 
 from __future__ import annotations
@@ -22,11 +28,14 @@ from typing import Any, Iterable, Iterator
 
 from hallctl.central.model import Event
 from hallctl.errors import ConfigError, HallctlError
+from hallctl.runtime.outbox import storage_outage
 
 #: schema version kept in ``PRAGMA user_version``
 SCHEMA_VERSION = 1
 #: rows fetched per query while loading events (keeps memory flat on long histories)
 LOAD_BATCH = 1000
+#: keys looked up per query by ``responses_for`` (SQLite's bound-parameter limit is 999 on old builds)
+KEYS_PER_QUERY = 500
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -82,38 +91,52 @@ def _utc_iso(when: datetime) -> str:
 
 
 class Store:
-    """Open (creating if needed) the store at ``path``.
+    """The store at ``path``; :meth:`open` opens it (creating it if needed).
 
-    Raises :class:`StoreCorrupt` if the file is not a usable hallctl store.
+    ``open`` raises :class:`StoreCorrupt` if the file is not a usable hallctl store and
+    :class:`~hallctl.errors.StorageUnavailable` if the disk will not let it be used.
     """
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
+        self._check = check
+        # reentrant: a first call that needs the file opens it while holding the lock
+        self._lock = threading.RLock()
         self._closed = False
+        self._db: sqlite3.Connection | None = None
+
+    def open(self) -> "Store":
+        """Open the file (a no-op when open) and return the store."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"store {self.path} is closed")
+            if self._db is None:
+                self._open()
+        return self
+
+    def _open(self) -> None:
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves
-            self._db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-            )
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
         except sqlite3.Error as exc:
-            raise StoreCorrupt(f"cannot open: {exc}", file=str(self.path)) from None
+            raise storage_outage(exc, self.path) or StoreCorrupt(f"cannot open: {exc}", file=str(self.path)) from None
         try:
-            self._setup(check)
+            self._setup(db, self._check)
         except sqlite3.DatabaseError as exc:
-            self._db.close()
-            self._closed = True
+            db.close()
+            outage = storage_outage(exc, self.path)
+            if outage is not None:
+                raise outage from None
             raise StoreCorrupt(
                 f"not a usable hallctl store ({exc}); move it aside and restore a backup",
                 file=str(self.path),
             ) from None
-        except StoreCorrupt:
-            self._db.close()
-            self._closed = True
+        except BaseException:
+            db.close()
             raise
+        self._db = db
 
-    def _setup(self, check: bool) -> None:
-        db = self._db
+    def _setup(self, db: sqlite3.Connection, check: bool) -> None:
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreCorrupt(f"cannot switch to WAL (journal_mode={mode})", file=str(self.path))
@@ -160,24 +183,44 @@ class Store:
         Raises :class:`DuplicateRequest` if ``request_key`` was already committed (nothing is
         written) and :class:`StoreError` on a sequence gap or overlap.
         """
-        events = list(events)
         if (request_key is None) != (response is None):
             raise ValueError("request_key and response go together")
-        if not events and request_key is None and checkpoint is None:
+        responses = [] if request_key is None else [(request_key, response)]
+        self.commit_batch(events, responses, [checkpoint] if checkpoint is not None else [], now=now)
+
+    def commit_batch(
+        self,
+        events: Iterable[Event],
+        responses: Iterable[tuple[str, dict[str, Any] | None]] = (),
+        checkpoints: Iterable[tuple[int, str, dict[str, Any]]] = (),
+        *,
+        now: datetime | None = None,
+    ) -> None:
+        """:meth:`commit` for many requests in one transaction: all of it is stored or none.
+        ``responses`` are (request_key, response) pairs; raises :class:`DuplicateRequest` for the
+        first key already stored, writing nothing."""
+        events = list(events)
+        responses = list(responses)
+        checkpoints = list(checkpoints)
+        if any(r is None for _, r in responses):
+            raise ValueError("request_key and response go together")
+        if not events and not responses and not checkpoints:
             return
         rows = [(e.seq, e.type, e.ts, _dumps(e.data)) for e in events]
         stamp = _utc_iso(now or datetime.now(timezone.utc))
+        answers = [(key, _dumps(response), stamp) for key, response in responses]
+        states = [(seq, day, _dumps(state)) for seq, day, state in checkpoints]
         with self._lock:
-            self._check_open()
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
+            db = self._conn()
             try:
-                if request_key is not None:
-                    row = db.execute(
-                        "SELECT response FROM responses WHERE request_key=?", (request_key,)
-                    ).fetchone()
+                db.execute("BEGIN IMMEDIATE")
+                keys = [key for key, _, _ in answers]
+                for i in range(0, len(keys), KEYS_PER_QUERY):
+                    chunk = keys[i:i + KEYS_PER_QUERY]
+                    row = db.execute("SELECT request_key, response FROM responses WHERE request_key IN "
+                                     f"({','.join('?' * len(chunk))}) LIMIT 1", chunk).fetchone()
                     if row is not None:
-                        raise DuplicateRequest(request_key, json.loads(row[0]))
+                        raise DuplicateRequest(row[0], json.loads(row[1]))
                 if events:
                     last = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
                     expected = list(range(last + 1, last + 1 + len(events)))
@@ -186,50 +229,51 @@ class Store:
                             f"events {events[0].seq}..{events[-1].seq} do not follow stored seq {last}",
                             last_seq=last,
                         )
-                    db.executemany("INSERT INTO events (seq, type, ts, data) VALUES (?, ?, ?, ?)", rows)
-                if request_key is not None:
-                    db.execute(
-                        "INSERT INTO responses (request_key, response, ts) VALUES (?, ?, ?)",
-                        (request_key, _dumps(response), stamp),
-                    )
-                if checkpoint is not None:
-                    seq, day, state = checkpoint
-                    db.execute(
-                        "INSERT OR REPLACE INTO checkpoints (seq, day, state) VALUES (?, ?, ?)",
-                        (seq, day, _dumps(state)),
-                    )
+                    _insert(db, "events (seq, type, ts, data)", rows)
+                if answers:
+                    _insert(db, "responses (request_key, response, ts)", answers)
+                if states:
+                    db.executemany("INSERT OR REPLACE INTO checkpoints (seq, day, state) VALUES (?, ?, ?)", states)
                 db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
+            except BaseException as exc:
+                _rollback(db)
+                if isinstance(exc, sqlite3.Error):
+                    raise storage_outage(exc, self.path) or exc
                 raise
 
     def prune_responses(self, older_than_days: float, *, now: datetime | None = None) -> int:
         """Forget idempotency responses older than ``older_than_days``; returns how many."""
         cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=older_than_days)
         with self._lock:
-            self._check_open()
-            cur = self._db.execute("DELETE FROM responses WHERE ts < ?", (_utc_iso(cutoff),))
+            cur = self._conn().execute("DELETE FROM responses WHERE ts < ?", (_utc_iso(cutoff),))
             return cur.rowcount
 
     # -- reading ------------------------------------------------------------------------------
 
     def response_for(self, request_key: str) -> dict[str, Any] | None:
         """The stored response of an already-committed request, or None."""
+        return self.responses_for([request_key]).get(request_key)
+
+    def responses_for(self, request_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The stored responses of those of ``request_keys`` already committed, by key."""
+        keys = list(dict.fromkeys(request_keys))
+        found: dict[str, dict[str, Any]] = {}
         with self._lock:
-            self._check_open()
-            row = self._db.execute(
-                "SELECT response FROM responses WHERE request_key=?", (request_key,)
-            ).fetchone()
-        return None if row is None else json.loads(row[0])
+            db = self._conn()
+            for i in range(0, len(keys), KEYS_PER_QUERY):
+                chunk = keys[i:i + KEYS_PER_QUERY]
+                marks = ",".join("?" * len(chunk))
+                for key, response in db.execute(
+                        f"SELECT request_key, response FROM responses WHERE request_key IN ({marks})", chunk):
+                    found[key] = json.loads(response)
+        return found
 
     def load_events(self, after: int = 0) -> Iterator[Event]:
         """Every stored event with ``seq > after``, in order (fetched in batches)."""
         last = after
         while True:
             with self._lock:
-                self._check_open()
-                rows = self._db.execute(
+                rows = self._conn().execute(
                     "SELECT seq, type, ts, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
                     (last, LOAD_BATCH),
                 ).fetchall()
@@ -251,8 +295,7 @@ class Store:
         """The newest valid checkpoint: (seq, day, state). A state that is not readable JSON
         comes back as ``{}``, which the core refuses, so central replays the whole log."""
         with self._lock:
-            self._check_open()
-            row = self._db.execute(
+            row = self._conn().execute(
                 f"SELECT c.seq, c.day, c.state {self._VALID_CHECKPOINTS} ORDER BY c.seq DESC LIMIT 1"
             ).fetchone()
         if row is None:
@@ -267,8 +310,7 @@ class Store:
         """The seq of the ``day.started`` that began ``day``, or of the newest checkpointed day
         before it; None when no day up to ``day`` has a checkpoint (replay from the start)."""
         with self._lock:
-            self._check_open()
-            row = self._db.execute(
+            row = self._conn().execute(
                 f"SELECT MAX(c.seq) {self._VALID_CHECKPOINTS} WHERE c.day <= ?", (day,)
             ).fetchone()
         return None if row is None or row[0] is None else int(row[0])
@@ -276,8 +318,7 @@ class Store:
     def checkpoint_at(self, seq: int) -> dict[str, Any] | None:
         """The state of the valid checkpoint at ``seq``, None if there is none or it is unreadable."""
         with self._lock:
-            self._check_open()
-            row = self._db.execute(
+            row = self._conn().execute(
                 f"SELECT c.state {self._VALID_CHECKPOINTS} WHERE c.seq = ?", (seq,)
             ).fetchone()
         try:
@@ -290,8 +331,7 @@ class Store:
         """The seq of the day.started of the ``n``-th newest checkpointed day (1 = the newest);
         None when fewer days have one."""
         with self._lock:
-            self._check_open()
-            row = self._db.execute(
+            row = self._conn().execute(
                 f"SELECT c.seq {self._VALID_CHECKPOINTS} ORDER BY c.seq DESC LIMIT 1 OFFSET ?", (n - 1,)
             ).fetchone()
         return None if row is None else int(row[0])
@@ -303,37 +343,59 @@ class Store:
         if not rows:
             return
         with self._lock:
-            self._check_open()
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
+            db = self._conn()
             try:
+                db.execute("BEGIN IMMEDIATE")
                 db.executemany("INSERT OR REPLACE INTO checkpoints (seq, day, state) VALUES (?, ?, ?)", rows)
                 db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
+            except BaseException as exc:
+                _rollback(db)
+                if isinstance(exc, sqlite3.Error):
+                    raise storage_outage(exc, self.path) or exc
                 raise
 
     def last_seq(self) -> int:
         with self._lock:
-            self._check_open()
-            return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            return self._conn().execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
 
     # -- lifetime -----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the file. Safe to call twice."""
+        """Close the file (waiting for a transaction another thread is in). Safe to call twice."""
         with self._lock:
-            if not self._closed:
-                self._closed = True
+            self._closed = True
+            if self._db is not None:
                 self._db.close()
+                self._db = None
 
     def __enter__(self) -> "Store":
-        return self
+        return self.open()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreError(f"store {self.path} is closed")
+    def _conn(self) -> sqlite3.Connection:
+        """The connection, opening the file at the first use (callers hold the lock)."""
+        if self._db is None:
+            self.open()
+        assert self._db is not None
+        return self._db
+
+
+def _insert(db: sqlite3.Connection, into: str, rows: list[tuple[Any, ...]]) -> None:
+    """Many rows per INSERT: one SQLite step (and one hand-over of the GIL) per chunk, not per row."""
+    width = len(rows[0])
+    per = max(1, 900 // width)  # old SQLite builds allow 999 parameters per statement
+    for i in range(0, len(rows), per):
+        chunk = rows[i:i + per]
+        marks = "(" + ", ".join("?" * width) + ")"
+        db.execute(f"INSERT INTO {into} VALUES " + ", ".join([marks] * len(chunk)), [v for row in chunk for v in row])
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back if a transaction is open; a failing rollback is not raised over the first error."""
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass

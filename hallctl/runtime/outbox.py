@@ -26,18 +26,24 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Outbox", "OutboxItem"]
+from hallctl.errors import StorageUnavailable
+
+__all__ = ["Outbox", "OutboxItem", "storage_outage"]
 
 log = logging.getLogger(__name__)
 
 _SCHEMA_VERSION = 1
+#: rows per INSERT/DELETE statement (5 values a row stays under old SQLite's 999 parameters)
+ROWS_PER_STATEMENT = 100
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -53,6 +59,51 @@ CREATE TABLE IF NOT EXISTS marks (
     value INTEGER NOT NULL
 )
 """
+
+
+#: SQLite primary result codes that mean the disk, not the file, is the problem
+_SQLITE_OUTAGE = {
+    13: "the disk is full",  # SQLITE_FULL
+    8: "the disk or the file is read-only",  # SQLITE_READONLY
+    10: "disk I/O error",  # SQLITE_IOERR (and every SQLITE_IOERR_* extended code)
+    14: "the file cannot be opened",  # SQLITE_CANTOPEN
+    5: "the database is locked by another process",  # SQLITE_BUSY
+}
+_ERRNO_OUTAGE = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk is full (quota)",
+    errno.EROFS: "the file system is read-only",
+    errno.EIO: "disk I/O error",
+}
+
+
+def storage_outage(exc: BaseException, path: str | Path) -> StorageUnavailable | None:
+    """The :class:`StorageUnavailable` that ``exc`` amounts to, or None when it is something else
+    (a damaged file, a bug). Used by every store, so "the disk is full" reads the same for all."""
+    reason = None
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        reason = _SQLITE_OUTAGE.get(code & 0xFF) if isinstance(code, int) else None
+    elif isinstance(exc, OSError):
+        reason = _ERRNO_OUTAGE.get(exc.errno or 0)
+    if reason is None:
+        return None
+    return StorageUnavailable(f"cannot use {path}: {_disk_state(Path(path)) or reason} ({exc})", file=str(path))
+
+
+def _disk_state(path: Path) -> str | None:
+    """What the file system under ``path`` says, when SQLite's code is vaguer ("unable to open")."""
+    for where in (path.parent, *path.parent.parents):
+        try:
+            fs = os.statvfs(where)
+        except OSError:
+            continue
+        if fs.f_flag & os.ST_RDONLY:
+            return "the file system is read-only"
+        if fs.f_bavail == 0:
+            return "the disk is full"
+        return None
+    return None
 
 
 @dataclass(frozen=True)
@@ -84,29 +135,46 @@ class Outbox:
         self.max_items = max_items
         #: items dropped by the cap since this Outbox was opened
         self.dropped = 0
-        self._lock = threading.Lock()
+        # reentrant: a first call that needs the file opens it while holding the lock
+        self._lock = threading.RLock()
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        self._db: sqlite3.Connection | None = None
+        self._closed = False
+        self._count = 0
+
+    def open(self) -> "Outbox":
+        """Open (creating if needed) the file; a no-op when open. Raises StorageUnavailable when
+        the disk is full, read-only or failing."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"outbox {self.path} is closed")
+            if self._db is None:
+                try:
+                    self._db = self._connect()
+                except (sqlite3.Error, OSError) as exc:
+                    raise storage_outage(exc, self.path) or exc
+        return self
+
+    def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so each put is one transaction.
-        self._db: sqlite3.Connection | None = sqlite3.connect(
-            str(self.path), isolation_level=None, check_same_thread=False
-        )
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
-                self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+                db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
             elif version != _SCHEMA_VERSION:
                 raise RuntimeError(
                     f"{self.path}: outbox schema version {version}, this hallctl reads {_SCHEMA_VERSION}"
                 )
-            self._count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            self._count = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         except BaseException:
-            self._db.close()
-            self._db = None
+            db.close()
             raise
+        return db
 
     # -- synchronous API -------------------------------------------------------------------
 
@@ -137,12 +205,17 @@ class Outbox:
             db.execute("BEGIN IMMEDIATE")
             try:
                 now = time.time()
-                for topic, payload, qos, retain in items:
+                # many rows per statement: one SQLite step (and one GIL hand-over) per chunk
+                for i in range(0, len(items), ROWS_PER_STATEMENT):
+                    chunk = items[i:i + ROWS_PER_STATEMENT]
                     cur = db.execute(
-                        "INSERT INTO outbox (topic, payload, qos, retain, created) VALUES (?, ?, ?, ?, ?)",
-                        (topic, bytes(payload), qos, int(bool(retain)), now),
+                        "INSERT INTO outbox (topic, payload, qos, retain, created) VALUES "
+                        + ",".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
+                        [v for topic, payload, qos, retain in chunk
+                         for v in (topic, bytes(payload), qos, int(bool(retain)), now)],
                     )
-                    ids.append(int(cur.lastrowid or 0))
+                    last = int(cur.lastrowid or 0)  # the rows of one statement get consecutive ids
+                    ids.extend(range(last - len(chunk) + 1, last + 1))
                 if mark is not None:
                     db.execute("INSERT OR REPLACE INTO marks (key, value) VALUES (?, ?)", (mark[0], int(mark[1])))
                 excess = self._count + len(items) - self.max_items
@@ -152,9 +225,9 @@ class Outbox:
                         (excess,),
                     ).rowcount
                 db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            except BaseException as exc:
+                _rollback(db)
+                raise (storage_outage(exc, self.path) or exc) if isinstance(exc, sqlite3.Error) else exc
             self._count += len(items) - dropped
             self.dropped += dropped
         if dropped:
@@ -183,23 +256,42 @@ class Outbox:
 
     def ack(self, id: int) -> None:  # noqa: A002 - "id" is the name the callers use
         """Delete an item once the broker confirmed it. Acking an unknown id is a no-op."""
+        self.ack_many([id])
+
+    def ack_many(self, ids: list[int]) -> None:
+        """Delete several confirmed items in one transaction (one fsync for a whole batch)."""
+        if not ids:
+            return
         with self._lock:
-            deleted = self._conn().execute("DELETE FROM outbox WHERE id = ?", (int(id),)).rowcount
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = 0
+                for i in range(0, len(ids), ROWS_PER_STATEMENT):
+                    chunk = [int(x) for x in ids[i:i + ROWS_PER_STATEMENT]]
+                    deleted += db.execute(
+                        f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(chunk))})", chunk).rowcount
+                db.execute("COMMIT")
+            except BaseException as exc:
+                _rollback(db)
+                raise (storage_outage(exc, self.path) or exc) if isinstance(exc, sqlite3.Error) else exc
             self._count -= deleted
 
     def __len__(self) -> int:
         with self._lock:
+            self._conn()
             return self._count
 
     def close(self) -> None:
-        """Close the database. Idempotent."""
+        """Close the database (waiting for a transaction another thread is in). Idempotent."""
         with self._lock:
+            self._closed = True
             if self._db is not None:
                 self._db.close()
                 self._db = None
 
     def __enter__(self) -> "Outbox":
-        return self
+        return self.open()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -226,6 +318,10 @@ class Outbox:
                 with self._lock:
                     self._waiters.discard(entry)
 
+    async def aopen(self) -> "Outbox":
+        """:meth:`open` in a worker thread."""
+        return await asyncio.to_thread(self.open)
+
     async def aput(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int:
         """:meth:`put` in a worker thread (the fsync stays off the event loop)."""
         return await asyncio.to_thread(self.put, topic, payload, qos, retain)
@@ -238,11 +334,17 @@ class Outbox:
         """:meth:`ack` in a worker thread."""
         await asyncio.to_thread(self.ack, id)
 
+    async def aack_many(self, ids: list[int]) -> None:
+        """:meth:`ack_many` in a worker thread."""
+        await asyncio.to_thread(self.ack_many, ids)
+
     # -- internals -------------------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
+        """The connection, opening the file at the first use (callers hold the lock)."""
         if self._db is None:
-            raise RuntimeError(f"outbox {self.path} is closed")
+            self.open()
+        assert self._db is not None
         return self._db
 
     def _wake(self) -> None:
@@ -254,6 +356,16 @@ class Outbox:
                 loop.call_soon_threadsafe(_resolve, fut)
             except RuntimeError:  # that loop is closed; its waiter is gone with it
                 pass
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back if a transaction is open (a failed BEGIN leaves none); the first error is the one
+    that counts, so a failing rollback is not raised over it."""
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.warning("rollback failed", exc_info=True)
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

@@ -7,6 +7,10 @@ retained messages and persistent sessions with their queued QoS 1 messages, exac
 production broker restarted by systemd. :meth:`~MosquittoProcess.kill` (SIGKILL) loses whatever
 was not yet saved, like a power cut.
 
+It runs with the settings hallctl relies on (:data:`HALLCTL_SETTINGS`, the ones of
+``config/mosquitto.example.conf``) unless ``stock=True``, which keeps Mosquitto's defaults (for
+benchmarks that compare the two).
+
 The API is synchronous (it spawns and waits for a process): from async code call it through
 ``asyncio.to_thread`` so the event loop keeps running while mosquitto starts or stops.
 """
@@ -27,7 +31,13 @@ from types import TracebackType
 
 from hallctl.errors import HallctlError
 
-__all__ = ["MosquittoError", "MosquittoNotInstalled", "MosquittoProcess", "find_mosquitto", "free_port"]
+__all__ = ["HALLCTL_SETTINGS", "MosquittoError", "MosquittoNotInstalled", "MosquittoProcess",
+           "find_mosquitto", "free_port"]
+
+#: mosquitto.conf lines hallctl relies on, as in config/mosquitto.example.conf (a test keeps the
+#: two in step): without TCP_NODELAY the broker holds each small packet for the peer's delayed
+#: ACK (~40 ms): ticket.issue took 44 ms instead of 3.5 (docs/benchmarks.md)
+HALLCTL_SETTINGS = ("set_tcp_nodelay true",)
 
 #: How long start() waits for mosquitto to answer MQTT, and stop() for the process to exit.
 START_TIMEOUT_S = 10.0
@@ -102,12 +112,14 @@ class MosquittoProcess:
 
     def __init__(
         self, port: int | None = None, *, host: str = "127.0.0.1", binary: str | None = None,
-        extra_config: tuple[str, ...] = (),
+        extra_config: tuple[str, ...] = (), stock: bool = False,
     ) -> None:
         """``extra_config``: more mosquitto.conf lines (e.g. ``allow_anonymous false``,
-        ``password_file ...``, ``acl_file ...``); a later line overrides an earlier one."""
+        ``password_file ...``, ``acl_file ...``); a later line overrides an earlier one.
+        ``stock``: leave out :data:`HALLCTL_SETTINGS` (Mosquitto's defaults)."""
         self.host = host
         self.extra_config = tuple(extra_config)
+        self.stock = stock
         self._port = port
         self._binary = binary
         self._dir: tempfile.TemporaryDirectory[str] | None = None
@@ -238,6 +250,7 @@ class MosquittoProcess:
                 # Running as root, mosquitto would switch to user 'mosquitto' and then be unable to
                 # write into our temp dir. As any other user this line is ignored.
                 f"user {getpass.getuser()}",
+                *(() if self.stock else HALLCTL_SETTINGS),
                 *self.extra_config,
                 "",
             ]
