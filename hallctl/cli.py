@@ -229,6 +229,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hallctl {args.command}: configuration error: {exc.message}", file=sys.stderr)
         return 78  # EX_CONFIG: systemd's RestartPreventExitStatus can name it
     except StorageUnavailable as exc:
-        print(f"hallctl {args.command}: storage unavailable: {exc.message} (not a configuration error; "
-              "systemd restarts the daemon, which serves once the disk has room)", file=sys.stderr)
+        print(f"hallctl {args.command}: storage unavailable: {exc.message} (an outage, not a configuration "
+              "error: systemd restarts the daemon, which serves again once the disk is usable)", file=sys.stderr)
         return 75  # EX_TEMPFAIL: an outage that a restart can outlive

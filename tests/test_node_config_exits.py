@@ -66,3 +66,14 @@ def test_an_unknown_profile_exits_78_with_a_suggestion(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 78
     assert f"{path}: device[0].profile: unknown firmware profile 'onbon-bx6k'; did you mean 'onbon-bx-6k'?" in proc.stderr
+
+
+def test_building_a_node_touches_no_file(tmp_path):
+    """Constructors do no I/O: the store and the bd_seq file appear only when the node runs."""
+    from hallctl.config import load_node_config
+    from hallctl.node.daemon import Node
+
+    path = write_toml(tmp_path / "node.toml", NODE.format(node="window-3", device="display", extra=""))
+    node = Node(load_node_config(path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node.toml"]
+    assert node.bd_seq == 0

@@ -57,7 +57,6 @@ class Node:
         self.plans = {p.id: p for p in plan_node(cfg, self.profiles)}  # ConfigError: exit 78
         self.outbox = Outbox(str(cfg.store.path))
         self._bd = BdSeq(str(cfg.store.path) + ".bdseq")
-        self.bd_seq = self._bd.value
         self.supervisor = Supervisor()
         self.devices: dict[str, dict[str, Any]] = {}  # id -> birth entry
         self.disabled: dict[str, ConfigError] = {}
@@ -90,6 +89,11 @@ class Node:
             username=cfg.mqtt.username,
             password=cfg.mqtt.password,
         )
+
+    @property
+    def bd_seq(self) -> int:
+        """The bd_seq of the current (or last) connection."""
+        return self._bd.value
 
     @property
     def dropped_retained(self) -> int:
@@ -153,7 +157,7 @@ class Node:
     def _will(self) -> tuple[str, dict[str, Any]]:
         # a new bd_seq only when the last one was used by a connection, not per refused attempt
         if self.bus.connections != self._will_connections:
-            self.bd_seq = self._bd.next()
+            self._bd.next()
             self._will_connections = self.bus.connections
         return self.topics.node_status(self.id), messages.node_status("lost", self.bd_seq)
 

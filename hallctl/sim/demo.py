@@ -153,7 +153,7 @@ async def demo_hall(opts: DemoOptions, out: TextIO = sys.stdout) -> AsyncIterato
         running = DemoHall(hall, host, port, central, nodes, emulators, stats, tasks)
         try:
             async with asyncio.timeout(15):
-                await asyncio.gather(sim_bus.connected.wait(), central.bus.connected.wait(),
+                await asyncio.gather(sim_bus.connected.wait(), central.ready.wait(),
                                      *(n.ready.wait() for n in nodes))
             console.line(f"central and {len(nodes)} window nodes ready")
 
