@@ -38,14 +38,14 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from contextlib import AbstractAsyncContextManager
-from typing import Callable, TypeVar
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import AsyncIterator, Callable, TypeVar
 
-from hallctl.errors import DeviceTimeout
+from hallctl.errors import DeviceOffline, DeviceTimeout
 
 T = TypeVar("T")
 
-__all__ = ["Channel", "ReplyReader", "SerialLine", "Transport"]
+__all__ = ["Channel", "ReplyReader", "SerialLine", "Transport", "exclusive"]
 
 #: fed every chunk that arrives after a request; returns the reply once complete, else None
 #: (it may raise, e.g. a FrameError for a corrupt reply, which ends the transaction)
@@ -130,3 +130,15 @@ class SerialLine(Transport):
     @abc.abstractmethod
     async def set_baudrate(self, baudrate: int) -> None:
         """Change the speed (of the whole port, for every handle on it)."""
+
+
+@asynccontextmanager
+async def exclusive(name: str, lock: asyncio.Lock, is_open: Callable[[], bool]) -> AsyncIterator[None]:
+    """Hold the wire for one transaction: DeviceOffline when the transport is not open, or was
+    closed while this waited for the one before."""
+    if not is_open():
+        raise DeviceOffline(f"{name} is not open", transport=name)
+    async with lock:
+        if not is_open():
+            raise DeviceOffline(f"{name} is closed", transport=name)
+        yield

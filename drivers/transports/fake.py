@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable, Iterable
 
 from hallctl.errors import DeviceOffline
-from hallctl_drivers.transports import Channel, SerialLine
+from hallctl_drivers.transports import Channel, SerialLine, exclusive
 
 #: given the bytes of one write, the device's answer (None: it says nothing)
 Responder = Callable[[bytes], bytes | None]
@@ -95,11 +95,7 @@ class FakeTransport(SerialLine):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Channel]:
-        if not self._handle_open:
-            raise DeviceOffline(f"{self.name} is not open", transport=self.name)
-        async with self._lock:
-            if not self._handle_open:  # closed while we waited
-                raise DeviceOffline(f"{self.name} is closed", transport=self.name)
+        async with exclusive(self.name, self._lock, lambda: self._handle_open):
             yield _FakeChannel(self)
 
     def _ensure_device(self) -> None:

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 from hallctl.errors import DeviceOffline
-from hallctl_drivers.transports import Channel, Transport
+from hallctl_drivers.transports import Channel, Transport, exclusive
 
 
 class _Connection(asyncio.Protocol):
@@ -74,11 +74,7 @@ class TcpTransport(Transport):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Channel]:
-        if not self._open:
-            raise DeviceOffline(f"{self.name} is not open", transport=self.name)
-        async with self._lock:
-            if not self._open:  # closed while we waited
-                raise DeviceOffline(f"{self.name} is closed", transport=self.name)
+        async with exclusive(self.name, self._lock, lambda: self._open):
             if self._conn is None or self._conn.lost:
                 await self._connect()
             assert self._conn is not None

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable, TypeVar
 
 from hallctl.errors import DeviceOffline, DeviceTimeout, HallctlError
-from hallctl_drivers.transports import Channel, Transport
+from hallctl_drivers.transports import Channel, Transport, exclusive
 
 T = TypeVar("T")
 
@@ -84,11 +84,7 @@ class UsbTransport(Transport):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Channel]:
-        if not self._open:
-            raise DeviceOffline(f"{self.name} is not open", transport=self.name)
-        async with self._lock:
-            if not self._open:  # closed while we waited
-                raise DeviceOffline(f"{self.name} is closed", transport=self.name)
+        async with exclusive(self.name, self._lock, lambda: self._open):
             yield _UsbChannel(self)
 
     def _call(self, fn: Callable[..., T], *args: Any) -> "asyncio.Future[T]":
