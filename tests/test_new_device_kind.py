@@ -95,7 +95,7 @@ async def test_a_kind_from_outside_runs_end_to_end(mosquitto_session, tmp_path):
                 # the button: a device event on MQTT, and the app hears it
                 await bell.press(2)
                 ev = (await obs.wait_for(T.dev_event(nid, "bell", "pressed")))[0]
-                assert ev["device"] == "bell" and ev["type"] == "pressed" and ev["data"] == {"button": 2}
+                assert ev["device"] == "bell" and ev["type"] == "pressed" and ev["data"] == {"button": 2} and ev["v"] == 1 and ev["ts"]
                 assert node.apps["bell"].presses == [2]
 
                 # a bell that stops answering is reported with the reason

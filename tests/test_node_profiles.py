@@ -38,7 +38,7 @@ async def test_broken_profile_disables_only_its_devices(mosquitto, tmp_path):
             async with Observer(mosquitto.host, mosquitto.port, topics) as obs:
                 birth = (await obs.wait_for(T.node_birth(nid)))[0]
                 bar = next(d for d in birth["devices"] if d["id"] == "bar")
-                assert "source" in bar["disabled"] and bar["actions"] == []
+                assert "source" in bar["disabled"] and bar["actions"] == [] and "model" not in bar
                 state = (await obs.wait_for(T.dev_state(nid, "bar")))[0]
                 assert state["available"] is False and state["health"] == "fault"
                 assert "acme-bar" in state["reason"] and "source" in state["reason"]
