@@ -89,3 +89,41 @@ def test_kpi_summary_refuses_a_day_that_is_not_a_date(tmp_path):
     assert ok["status"] == "ok" and ok["data"]["day"] == "2026-11-09"
     svc.store.close()
     svc.outbox.close()
+
+
+def test_the_halls_service_target_comes_from_its_config(tmp_path):
+    """[hall] target_share / target_wait_s: the staffing advice plans for them and the KPIs
+    report the share served within them (80% within 15 minutes when the hall says nothing)."""
+    import dataclasses
+
+    from hallctl.central.config import parse_central_config
+
+    cfg = parse_central_config({
+        "central": {"hall": HALL}, "hall": {"target_share": 0.9, "target_wait_s": 300},
+        "queue": [{"id": "a", "prefix": "A", "name": "综合"}],
+        "window": [{"id": "1", "name": "1号窗口"}, {"id": "2", "name": "2号窗口"}]})
+    assert (cfg.hall_settings.target_share, cfg.hall_settings.target_wait_s) == (0.9, 300.0)
+    clock = Clock(datetime(2026, 11, 2, 9, 0, tzinfo=TZ))
+    hall = dataclasses.replace(hall_spec(), target_share=0.9, target_wait_s=300.0)
+    svc = CentralService(hall, str(tmp_path / "c.db"), MqttSettings(), clock=clock)
+    _a_morning(svc, clock, "mon1", 6)  # each ticket is called at once: every wait is 0
+    summary = svc.respond("office", "kpi.summary", _req("k1"))["data"]
+    assert summary["target"] == {"share": 0.9, "within_s": 300.0} and summary["served_within_target"] == 1.0
+    clock.now = datetime(2026, 11, 9, 8, 0, tzinfo=TZ)
+    advice = svc.respond("office", "staffing.advice", _req("s1"))["data"]
+    assert advice["target"] == {"share": 0.9, "within_s": 300.0}
+    assert all(s["service_level"] >= 0.9 for s in advice["slots"] if s["windows"] < len(hall.windows))
+    svc.store.close()
+    svc.outbox.close()
+
+
+def test_a_target_outside_0_to_1_is_a_config_error():
+    import pytest
+
+    from hallctl.central.config import parse_central_config
+    from hallctl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="hall.target_share: must be a share between 0 and 1"):
+        parse_central_config({"central": {"hall": HALL}, "hall": {"target_share": 80},
+                              "queue": [{"id": "a", "prefix": "A", "name": "综合"}],
+                              "window": [{"id": "1", "name": "1号窗口"}]})

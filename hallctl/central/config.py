@@ -92,6 +92,9 @@ class HallSettings:
     overflow_after_s: float = _default(HallSpec, "overflow_after_s")
     #: any ticket waiting longer than this goes first (anti-starvation)
     max_wait_boost_s: float = _default(HallSpec, "max_wait_boost_s")
+    #: this share of citizens called within target_wait_s (staffing advice, KPIs)
+    target_share: float = _default(HallSpec, "target_share")
+    target_wait_s: float = _default(HallSpec, "target_wait_s")
     #: call_next marks a ticket recalled to the limit as no-show and calls the next one
     auto_no_show: bool = _default(HallSpec, "auto_no_show")
     #: when tickets are issued (periods, weekdays, holidays, make-up days); None: always
@@ -189,6 +192,8 @@ _HALL_FIELDS = (
     _hall("appointment_late_s", float, _at_least(0, strict=False)),
     _hall("overflow_after_s", float, _at_least(0, strict=False)),
     _hall("max_wait_boost_s", float, _at_least(0, strict=True)),
+    _hall("target_share", float, lambda v: None if 0 < v < 1 else "must be a share between 0 and 1 (0.8: 80%)"),
+    _hall("target_wait_s", float, _at_least(0, strict=True)),
     _hall("auto_no_show", bool),
     Field("hours", list, None),
     Field("weekdays", list, None),

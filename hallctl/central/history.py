@@ -14,8 +14,6 @@ from hallctl.central.staffing import advise, forecast_from_history
 
 #: days of history kept in memory for KPIs and the staffing forecast
 HISTORY_DAYS = 35
-#: staffing target: this share of citizens called within this many seconds
-STAFFING_TARGET = (0.8, 900.0)
 
 
 class History:
@@ -63,14 +61,14 @@ class History:
         learned = [s for q in hall.queues if (s := core.service_estimate(q))]
         mean_service_s = sum(learned) / len(learned) if learned else \
             sum(q.expected_service_s for q in hall.queues.values()) / len(hall.queues)
-        share, within_s = STAFFING_TARGET
+        share, within_s = hall.target_share, hall.target_wait_s
         return {
             "v": messages.VERSION,
             "day": today,
             "target": {"share": share, "within_s": within_s},
             "mean_service_min": round(mean_service_s / 60, 1),
             "history_days": len(history),
-            "slots": advise(forecast, mean_service_s, target_sl=STAFFING_TARGET,
+            "slots": advise(forecast, mean_service_s, target_sl=(share, within_s),
                             max_windows=len(hall.windows)) if forecast else [],
         }
 

@@ -173,6 +173,8 @@ class Kpis:
         if keep_days is not None and keep_days < 1:
             raise ValueError("keep_days must be at least 1")
         self._keep = keep_days
+        #: the hall's service target (share, seconds): ``served_within_target`` reports against it
+        self.target: tuple[float, float] = (0.8, float(WITHIN_S))
         self._days: dict[str, DayKpi] = {}
         self._current: DayKpi | None = None
         self._ts_cache: tuple[str, float] = ("", 0.0)
@@ -421,6 +423,8 @@ class Kpis:
             "service_s": _stats(services),
             "total_s": _stats(totals),
             "served_within_15_min": _share(waits, lambda w: w <= WITHIN_S),
+            "served_within_target": _share(waits, lambda w: w <= self.target[1]),
+            "target": {"share": self.target[0], "within_s": self.target[1]},
             "waited_over_30_min": _share(waits, lambda w: w > OVER_S),
             "appointments_within_5_min": _share(
                 [tk.first_wait_s for tk in tickets if tk.priority == "appointment"

@@ -249,6 +249,10 @@ class HallSpec:
     appointment_late_s: float = 900.0
     overflow_after_s: float = 300.0
     max_wait_boost_s: float = 1200.0
+    #: the hall's service target: this share of citizens called within this wait (staffing advice
+    #: plans for it, the KPIs report it); 80% within 15 minutes unless the hall says otherwise
+    target_share: float = 0.8
+    target_wait_s: float = 900.0
     #: matters (事项) by id, each served in one queue; departments they belong to
     matters: dict[str, MatterSpec] = field(default_factory=dict)
     departments: dict[str, DepartmentSpec] = field(default_factory=dict)
@@ -322,12 +326,17 @@ class HallSpec:
             ("appointment_late_s", True),
             ("overflow_after_s", True),
             ("max_wait_boost_s", False),
+            ("target_wait_s", False),
         ):
             value = getattr(self, name)
             if not _positive(value, zero=zero):
                 sign = "non-negative" if zero else "positive"
                 raise ConfigError(f"must be a {sign} number of seconds", key=name)
             object.__setattr__(self, name, float(value))
+        share = self.target_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
+            raise ConfigError("must be a share between 0 and 1 (0.8: 80%)", key="target_share")
+        object.__setattr__(self, "target_share", float(share))
         if (problem := tz_problem(self.tz)) is not None:
             raise ConfigError(problem, key="tz")
         object.__setattr__(self, "_zone", ZoneInfo(self.tz))

@@ -296,6 +296,7 @@ class CentralService:
         and when a commit failed, so memory (and the retained state built from it) never holds
         what the disk does not."""
         history = History(self._today)
+        history.kpis.target = (self.hall.target_share, self.hall.target_wait_s)
         self.core, self.replayed, self.observed = replay.rebuild(self.store, self.hall, self._clock, history)
         self.history = history
 
@@ -449,6 +450,7 @@ class CentralService:
         removed = [w for w in self.hall.windows if w not in hall.windows]
         with self._state_lock:
             self.hall, self.core = hall, core
+            self.history.kpis.target = (hall.target_share, hall.target_wait_s)
         log.warning("central %s: config reloaded (%d queues, %d windows, %d matters, policy %s)",
                     hall.hall_id, len(hall.queues), len(hall.windows), len(hall.matters), hall.policy)
         # no retained state left behind for a window that is gone (retried until the broker has it)
