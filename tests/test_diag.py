@@ -109,7 +109,7 @@ async def test_run_drives_every_action_a_display_announces(mosquitto, hall):
 
 
 async def test_json_of_nodes_events_and_health_parses(mosquitto, hall, tmp_path):
-    rc, out, _ = await diag(mosquitto, "nodes", "--json")
+    rc, out, _ = await diag(mosquitto, "nodes", env_extra={"HALLCTL_JSON": "1"})
     nodes = json.loads(out)["nodes"]
     assert rc == 0 and [n["node"] for n in nodes] == ["window-1", "window-2", "window-3", "window-4"]
     assert all(n["state"] == "ready" and n["version"] and n["uptime_s"] is not None for n in nodes)

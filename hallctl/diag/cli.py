@@ -27,7 +27,7 @@ OK, PROBLEM, USAGE, NO_ANSWER, UNREACHABLE = 0, 1, 2, 3, 4
 EPILOG = """\
 settings: a command-line option wins, then the node config given with -c, then the environment
 (HALLCTL_BROKER, HALLCTL_HALL, HALLCTL_CONFIG, HALLCTL_USERNAME, HALLCTL_PASSWORD_FILE,
-HALLCTL_TIMEOUT), then the defaults.
+HALLCTL_TIMEOUT, HALLCTL_JSON=1), then the defaults.
 
 exit codes: 0 all well; 1 a problem was found (a node lost, a device not ok, an action answered
 an error); 2 usage error (unknown node, device or action); 3 no answer in time; 4 broker
@@ -56,7 +56,8 @@ def add_parser(sub: Any) -> None:
                         help="file holding the MQTT password (else env HALLCTL_PASSWORD_FILE)")
     common.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
                         help="seconds to wait for the broker and for answers (else env HALLCTL_TIMEOUT, else 5)")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--json", action="store_true", default=env_flag("HALLCTL_JSON"),
+                        help="machine-readable output (env HALLCTL_JSON=1)")
     cmds = p.add_subparsers(dest="diag_command", metavar="WHAT", required=True)
     cmds.add_parser("nodes", parents=[common], help="nodes: online or lost, version, uptime, bd_seq, last seen")
     cmds.add_parser("devices", parents=[common], help="devices: kind, model, health with the reason and since when")
@@ -93,6 +94,10 @@ def main(args: argparse.Namespace) -> int:
         return UNREACHABLE
     except KeyboardInterrupt:
         return OK
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def positive_seconds(text: str) -> float:

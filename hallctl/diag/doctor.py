@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hallctl.diag.cli import positive_seconds
+from hallctl.diag.cli import env_flag, positive_seconds
 
 #: the store needs at least this much free space (a day of outbox at a busy hall is well under)
 MIN_FREE_BYTES = 64 * 1024 * 1024
@@ -48,7 +48,8 @@ def add_parser(sub: Any) -> None:
                    help="node config (env HALLCTL_CONFIG; default /etc/hallctl/node.toml)")
     p.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
                    help="seconds to wait for the broker and central (else env HALLCTL_TIMEOUT, else 5)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true", default=env_flag("HALLCTL_JSON"),
+                   help="machine-readable output (env HALLCTL_JSON=1)")
 
 
 def main(args: argparse.Namespace) -> int:
