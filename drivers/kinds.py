@@ -98,7 +98,8 @@ WINDOW_DISPLAY = register_kind(Kind(
     name="window_display",
     doc="the LED bar over a window: shows the number being called there",
     actions={
-        "show": Action("show", "show these lines, one per row (held 30 s, or until the window calls the next number)", {
+        "show": Action("show", "show these lines, one per row; the model's area holds a limited number of bytes (BX-6K 1,024, "
+                            "BX-5K 512; GB2312: 2 per Chinese character). Held 30 s, or until the window's state changes", {
             "type": "object",
             "properties": {"lines": {"type": "array", "minItems": 1, "maxItems": 8,
                                      "items": {"type": "string", "maxLength": 128}}},

@@ -17,7 +17,7 @@ import difflib
 import re
 from typing import Any, Mapping
 
-__all__ = ["SchemaError", "check", "with_defaults", "merge_objects", "describe"]
+__all__ = ["SchemaError", "check", "coerce", "with_defaults", "merge_objects", "describe"]
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -102,6 +102,19 @@ def check(schema: Mapping[str, Any], value: Any, path: str = "") -> None:
                 check(props[key], item, _join(path, key))
             elif isinstance(extra, Mapping):
                 check(extra, item, _join(path, str(key)))
+
+
+def coerce(schema: Mapping[str, Any], value: Any) -> Any:
+    """``value`` (already checked) with integral numbers where the schema says integer: JSON
+    Schema counts 3.0 as an integer, so a client may send it, and a driver gets 3."""
+    if schema.get("type") == "integer" and isinstance(value, float):
+        return int(value)
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        return {k: coerce(props[k], v) if k in props else v for k, v in value.items()}
+    if isinstance(value, list) and "items" in schema:
+        return [coerce(schema["items"], v) for v in value]
+    return value
 
 
 def with_defaults(schema: Mapping[str, Any], value: Mapping[str, Any]) -> dict[str, Any]:

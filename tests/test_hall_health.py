@@ -36,7 +36,8 @@ def test_healthy_hall_then_a_display_in_fault_then_a_lost_node():
     assert h.node_status("window-1", {"state": "lost", "bd_seq": 3, "ts": "connect-time"}, live=True)
     (p,) = h.document()["problems"]
     assert p["health"] == "lost" and p["device"] is None and p["devices"] == ["display"]
-    assert p["since"] == (T0 + timedelta(minutes=5)).isoformat(timespec="seconds"), "a live loss is dated when seen"
+    assert p["since"] == "2026-11-30T00:05:00.000+00:00", "a live loss is dated when seen (UTC)"
+    assert h.document()["ts"] == p["since"], "ts: when the document last changed"
 
 
 def test_a_late_will_of_an_older_connection_is_ignored():
@@ -51,6 +52,7 @@ def test_a_device_without_state_and_a_cleared_node():
     h.node_status("n1", {"state": "ready", "bd_seq": 1}, live=False)
     h.node_birth("n1", birth("printer"))
     (p,) = h.document()["problems"]
-    assert (p["device"], p["health"]) == ("printer", "unknown")
+    assert (p["device"], p["health"], p["since"]) == ("printer", "unknown", None)
     assert h.node_status("n1", None, live=True) and h.document() == {
-        "v": 1, "ok": True, "problems": [], "counts": {"nodes": 0, "nodes_ready": 0, "devices": 0, "devices_ok": 0}}
+        "v": 1, "ok": True, "problems": [], "counts": {"nodes": 0, "nodes_ready": 0, "devices": 0, "devices_ok": 0},
+        "ts": "2026-11-30T00:00:00.000+00:00"}

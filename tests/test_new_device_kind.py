@@ -87,6 +87,10 @@ async def test_a_kind_from_outside_runs_end_to_end(mosquitto_session, tmp_path):
                 await obs.publish(T.dev_cmd(nid, "bell", "ring"), {"v": 1, "request_id": "r1", "data": {"times": 12}})
                 err = (await obs.wait_for(T.dev_res(nid, "bell", "ring")))[0]
                 assert err["error"]["code"] == "bad_request" and "data.times" in err["error"]["message"]
+                await obs.publish(T.dev_cmd(nid, "bell", "ring"), {"v": 1, "request_id": "r2", "data": {"times": 1.0}})
+                ok = (await obs.wait_for(T.dev_res(nid, "bell", "ring"), lambda d: d["request_id"] == "r2"))[0]
+                assert ok["data"] == {"rang": 1} and "RING 1" in bell.heard, "1.0 is an integer; the driver gets 1"
+                rings = [h for h in bell.heard if h != "PING"]
                 await obs.publish(T.dev_cmd(nid, "bell", "show"), {"v": 1, "request_id": "s1", "data": {}})
                 err = (await obs.wait_for(T.dev_res(nid, "bell", "show")))[0]
                 assert err["error"]["code"] == "unknown_command" and "ring" in err["error"]["message"]

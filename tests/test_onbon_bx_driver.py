@@ -156,8 +156,9 @@ async def test_bad_requests_send_nothing(emu: BxEmulator, display) -> None:
 async def test_text_too_long_for_a_5k_area_is_refused(emu: BxEmulator) -> None:
     d = OnbonBxDisplay(settings("onbon-bx-5k"), {"port": emu.port})
     async with d:
-        with pytest.raises(BadRequest, match="512"):
+        with pytest.raises(BadRequest, match="512") as refused:
             await d.show_lines(["请到3号窗口" * 50])
+        assert refused.value.detail == {"field": "data.lines"}
 
 
 def test_config_errors() -> None:

@@ -183,7 +183,8 @@ def dynamic_area_payload(
     text = encode_text(text_lines, font=font, ascii_font=ascii_font, color=color)
     if max_text_bytes is not None and len(text) > max_text_bytes:
         raise BadRequest(
-            f"text is {len(text)} bytes, the display's dynamic area holds {max_text_bytes}"
+            f"text is {len(text)} bytes, the display's dynamic area holds {max_text_bytes} "
+            "(GB2312: 2 bytes per Chinese character, 1 per ASCII)", field="data.lines"
         )
     record = area_data(
         text,

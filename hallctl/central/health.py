@@ -9,7 +9,7 @@ its devices are listed as ``unknown`` under the node's problem instead.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 VERSION = 1
@@ -23,11 +23,27 @@ class HallHealth:
         self.nodes: dict[str, dict[str, Any]] = {}  # node -> {state, since, bd_seq}
         self.births: dict[str, list[str]] = {}  # node -> device ids
         self.devices: dict[tuple[str, str], dict[str, Any]] = {}  # (node, dev) -> state doc
+        #: when what the document says last changed
+        self.changed_at: str | None = None
 
     def _now(self) -> str:
-        return self._clock().isoformat(timespec="seconds")
+        return self._clock().astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+    def _changed(self, changed: bool) -> bool:
+        if changed:
+            self.changed_at = self._now()
+        return changed
 
     def node_status(self, node: str, doc: Mapping[str, Any] | None, *, live: bool) -> bool:
+        return self._changed(self._node_status(node, doc, live=live))
+
+    def node_birth(self, node: str, doc: Mapping[str, Any] | None) -> bool:
+        return self._changed(self._node_birth(node, doc))
+
+    def device_state(self, node: str, device: str, doc: Mapping[str, Any] | None) -> bool:
+        return self._changed(self._device_state(node, device, doc))
+
+    def _node_status(self, node: str, doc: Mapping[str, Any] | None, *, live: bool) -> bool:
         """A node's status document (None: the retained topic was cleared). True if it changed
         what the hall's health says. A will with an older bd_seq than the birth is ignored."""
         if doc is None:
@@ -46,7 +62,7 @@ class HallHealth:
         self.nodes[node] = {"state": state, "since": since, "bd_seq": bd_seq}
         return True
 
-    def node_birth(self, node: str, doc: Mapping[str, Any] | None) -> bool:
+    def _node_birth(self, node: str, doc: Mapping[str, Any] | None) -> bool:
         if doc is None:
             return self._drop_node(node)
         devices = [str(d.get("id")) for d in doc.get("devices", []) if isinstance(d, Mapping)]
@@ -57,7 +73,7 @@ class HallHealth:
             del self.devices[key]
         return True
 
-    def device_state(self, node: str, device: str, doc: Mapping[str, Any] | None) -> bool:
+    def _device_state(self, node: str, device: str, doc: Mapping[str, Any] | None) -> bool:
         key = (node, device)
         if doc is None:
             return self.devices.pop(key, None) is not None
@@ -98,7 +114,7 @@ class HallHealth:
                                      "reason": state.get("reason") or "", "since": state.get("since")})
                 else:
                     counts["devices_ok"] += 1
-        return {"v": VERSION, "ok": not problems, "problems": problems, "counts": counts}
+        return {"v": VERSION, "ok": not problems, "problems": problems, "counts": counts, "ts": self.changed_at}
 
 
 def _node_reason(state: str) -> str:

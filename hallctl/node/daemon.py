@@ -35,7 +35,7 @@ from hallctl.runtime.outbox import Outbox
 from hallctl.runtime.sdnotify import Notifier
 from hallctl.runtime.tasks import run_together
 from hallctl.runtime.supervisor import DeviceState, DeviceWorker, Supervisor
-from hallctl_drivers.schema import SchemaError, check
+from hallctl_drivers.schema import SchemaError, check, coerce
 
 log = logging.getLogger("hallctl.node")
 
@@ -281,7 +281,7 @@ class Node:
             if action == "probe":
                 data = self.states.get(device, {})
             else:
-                data = await self.supervisor.get(device).submit(action, request.data)
+                data = await self.supervisor.get(device).submit(action, coerce(spec.args, request.data))
                 app = self.apps.get(device)
                 if app is not None:
                     app.after_command(action)
