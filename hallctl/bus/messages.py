@@ -18,6 +18,9 @@ from hallctl.errors import BadRequest, HallctlError
 VERSION = 1
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 MAX_PAYLOAD = 64 * 1024
+#: deepest nesting of objects and arrays a payload may have (a node's birth, the deepest of
+#: hallctl's own, goes 9 deep)
+MAX_DEPTH = 32
 
 NODE_STATES = ("ready", "lost", "offline")
 CENTRAL_STATES = ("online", "offline")
@@ -43,9 +46,26 @@ def decode_object(payload: bytes | bytearray | str | None) -> dict[str, Any]:
         doc = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"payload is not UTF-8 JSON: {exc}") from None
+    except RecursionError:  # thousands of nested brackets: Python's parser gives up
+        raise BadRequest(f"payload nests deeper than {MAX_DEPTH} levels") from None
     if not isinstance(doc, dict):
         raise BadRequest(f"payload must be a JSON object, not {type(doc).__name__}")
+    if _depth(doc) > MAX_DEPTH:  # every later step (checks, masking) may then recurse safely
+        raise BadRequest(f"payload nests deeper than {MAX_DEPTH} levels")
     return doc
+
+
+def _depth(doc: Any) -> int:
+    """How deep lists and objects nest in ``doc`` (iterative: no recursion on hostile input)."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                return level
+            stack.extend((v, level + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 @dataclass(frozen=True)

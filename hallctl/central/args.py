@@ -13,9 +13,13 @@ from typing import Any, Mapping
 
 from hallctl.central.model import ID_RE, PHONE_RE, PRIORITIES, HallSpec
 from hallctl.errors import BadRequest, NotFound
+from hallctl.privacy import scrub
 
 #: a birth date as read from an ID card
 BIRTH_DATE_RE = re.compile(r"^[0-9]{8}$")
+#: where a ticket was issued: the kiosk (取号机), a window (窗口代取), the online appointment
+#: platform (网上预约), the government app or mini program (政务APP/小程序)
+CHANNELS: tuple[str, ...] = ("kiosk", "window", "online", "app")
 #: a ticket id as central makes them: the business day and the number
 TICKET_ID_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}-[A-Z]+[0-9]+$")
 #: a ticket number as printed
@@ -58,6 +62,8 @@ def open_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
     clerk = data.get("clerk")
     if clerk is not None and (not isinstance(clerk, str) or not ID_RE.match(clerk)):
         raise BadRequest("clerk: must match [a-z0-9-]{1,64} (a staff number)", field="clerk")
+    if clerk is not None and scrub(clerk) != clerk:  # it would be published on open topics
+        raise BadRequest("clerk: looks like a phone or ID card number; give the staff number", field="clerk")
     return {"window": _window(hall, data), "clerk": clerk}
 
 
@@ -69,8 +75,8 @@ def issue_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
     if phone is not None and (not isinstance(phone, str) or not PHONE_RE.match(phone)):
         raise BadRequest("phone: must be an 11-digit mainland mobile number (1[3-9]…)", field="phone")
     channel = string(data, "channel", required=False) or "kiosk"
-    if not ID_RE.match(channel):
-        raise BadRequest("channel: must match [a-z0-9-]{1,64}", field="channel")
+    if channel not in CHANNELS:
+        raise BadRequest(f"channel: must be one of {', '.join(CHANNELS)}", field="channel")
     priority = string(data, "priority", required=False) or "walkin"
     if priority not in PRIORITIES:
         raise BadRequest(f"priority: must be one of {', '.join(PRIORITIES)}", field="priority")
