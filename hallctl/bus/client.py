@@ -42,6 +42,13 @@ HANDLE_SLICE = 100
 #: QoS 1 messages sent and not yet acknowledged, at most (paho's own default, 20, kept a burst's
 #: answers waiting for the PUBACKs of the events before them)
 MAX_INFLIGHT = 100
+#: a request or command topic that delivered a request is cleared at the broker (an empty retained
+#: publish) at once the first time, then at most once per this many seconds: a request published
+#: with the retain flag (which MQTT never shows a live subscriber) runs once and stays retained at
+#: the broker at most this long. One clear per topic per minute costs nothing at 1,800 requests/s.
+CLEAR_EVERY_S = 60.0
+#: topics remembered for that throttle before the ones not cleared for ``CLEAR_EVERY_S`` are forgotten
+_CLEARED_KEPT = 4096
 # paho logs "failed to receive on socket" at ERROR for every broker restart; the bus says it
 # once, as a warning, itself. Raise this logger's level to see paho's own messages.
 _paho_log = logging.getLogger("hallctl.bus.paho")
@@ -113,6 +120,10 @@ class Bus:
         self._inbox_ready = asyncio.Event()
         self._handling_since: float | None = None
         self._spawned: set[asyncio.Task[bool]] = set()
+        #: request topic -> when it was last cleared at the broker (loop time); clears due later
+        self._cleared: dict[str, float] = {}
+        self._clears_due: dict[str, asyncio.TimerHandle] = {}
+        self._prune_cleared_at = _CLEARED_KEPT
 
     # -- publishing -----------------------------------------------------------------------
     async def publish(self, topic: str, payload: Payload, *, qos: int = 1, retain: bool = False) -> None:
@@ -173,16 +184,46 @@ class Bus:
         An empty payload is a retained-message clear (MQTT convention), not a request. A request
         that arrives with the retain flag is one the broker kept and replays to every new
         subscriber, so it would run again after every restart (Tasmota's ghost switching): it is
-        dropped, logged, counted and cleared from the broker. (MQTT clears the flag on messages
-        forwarded live, so a live request is never mistaken for one.)"""
+        dropped, logged, counted and cleared from the broker. MQTT clears the flag on messages
+        forwarded live, so a live request is never mistaken for one, and the broker may still be
+        keeping it: a topic that delivered a request is cleared too (:data:`CLEAR_EVERY_S`)."""
         if not incoming.payload:
             return True
         if incoming.retain:
             self.dropped_retained += 1
             log.warning("dropped a retained request on %s and cleared it from the broker", incoming.topic)
-            self.spawn_publish(incoming.topic, b"", retain=True)
+            self._clear(incoming.topic)
             return True
+        self._clear_soon(incoming.topic)
         return False
+
+    def _clear_soon(self, topic: str) -> None:
+        """Clear ``topic`` at the broker now if it was not cleared in the last :data:`CLEAR_EVERY_S`,
+        else once that time is up (one timer per topic at most)."""
+        last = self._cleared.get(topic)
+        if last is None:
+            self._clear(topic)
+        elif topic not in self._clears_due:
+            loop = asyncio.get_running_loop()
+            if loop.time() - last >= CLEAR_EVERY_S:
+                self._clear(topic)
+            else:
+                self._clears_due[topic] = loop.call_at(last + CLEAR_EVERY_S, self._clear, topic)
+
+    def _clear(self, topic: str) -> None:
+        """An empty retained publish on ``topic``: the broker forgets what it retained there. Not
+        connected, it is not sent: the broker then replays a retained request with the flag when
+        this bus subscribes again, and it is dropped and cleared here."""
+        now = asyncio.get_running_loop().time()
+        due = self._clears_due.pop(topic, None)
+        if due is not None:
+            due.cancel()
+        if len(self._cleared) >= self._prune_cleared_at:  # forget topics that may be cleared at once again
+            self._cleared = {t: at for t, at in self._cleared.items()
+                             if now - at < CLEAR_EVERY_S or t in self._clears_due}
+            self._prune_cleared_at = max(_CLEARED_KEPT, 2 * len(self._cleared))
+        self._cleared[topic] = now
+        self.spawn_publish(topic, b"", retain=True)
 
     def healthy(self, stuck_after_s: float = 60.0) -> bool:
         """False when a handler has been busy with one message for too long (for the watchdog)."""
@@ -240,6 +281,9 @@ class Bus:
             await self._connection_loop()
         finally:
             await cancel_and_wait(handler)
+            for due in self._clears_due.values():
+                due.cancel()
+            self._clears_due.clear()
             for task in list(self._spawned):
                 await cancel_and_wait(task)
 

@@ -133,12 +133,16 @@ def node_status(state: str, bd_seq: int) -> dict[str, Any]:
     return {"v": VERSION, "state": state, "bd_seq": bd_seq, "ts": now_iso()}
 
 
-def central_status(state: str, instance: str, reload: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``reload``: the outcome of the last config reload, when there was one."""
+def central_status(state: str, instance: str, reload: Mapping[str, Any] | None = None,
+                   unanswerable: int | None = None) -> dict[str, Any]:
+    """``reload``: the outcome of the last config reload, when there was one; ``unanswerable``: how
+    many requests this instance could not answer (no valid reply topic), on the online status."""
     assert state in CENTRAL_STATES
-    doc = {"v": VERSION, "state": state, "instance": instance, "ts": now_iso()}
+    doc: dict[str, Any] = {"v": VERSION, "state": state, "instance": instance, "ts": now_iso()}
     if reload is not None:
         doc["reload"] = dict(reload)
+    if unanswerable is not None:
+        doc["unanswerable"] = unanswerable
     return doc
 
 

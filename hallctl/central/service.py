@@ -33,6 +33,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -54,6 +55,7 @@ from hallctl.central.store import Store
 from hallctl.central.config import CentralConfig
 from hallctl.central.writer import Write, Writer
 from hallctl.errors import BadRequest, HallctlError
+from hallctl.privacy import scrub
 from hallctl.runtime.outbox import Outbox, storage_outage
 from hallctl.runtime.tasks import cancel_and_wait, run_together
 
@@ -65,6 +67,12 @@ log = logging.getLogger("hallctl.central")
 RESPONSE_DAYS = 7
 #: outbox mark: the seq of the last event put in the outbox
 EVENTS_MARK = "events"
+#: a request topic that cannot be answered is logged at most once per this many seconds
+UNANSWERABLE_LOG_EVERY_S = 60.0
+#: the online central/status, with its ``unanswerable`` count, is re-published at most this often
+STATUS_EVERY_S = 1.0
+#: topics remembered for that log throttle before the ones logged long enough ago are forgotten
+_LOGGED_KEPT = 4096
 
 
 @dataclass(frozen=True)
@@ -100,11 +108,22 @@ class CentralService:
         self.history: History  # set by open()
         self.health = HallHealth(self._clock)
         self.instance = f"{client_id}-{os.getpid()}"
+        self._req_prefix = f"{self.topics.base}/central/req/"
+        #: requests that could not be answered (no valid reply topic) since this instance started;
+        #: counted by both connections' threads, under the lock
+        self.unanswerable = 0
+        self._unanswerable_lock = threading.Lock()
+        self._unanswerable_logged: dict[str, float] = {}
+        self._status_due = False
+        self._status_at = -STATUS_EVERY_S
+        self._stopping = False
         self.bus = Bus(
             mqtt.host,
             mqtt.port,
             client_id,
-            subscriptions=[(self.topics.central_req_filter, 1), (self.topics.node_status_filter, 1),
+            # central/req/# and not .../+/+: a request on a topic of another shape is counted and
+            # logged as unanswerable (docs/topics.md), not left unseen
+            subscriptions=[(f"{self._req_prefix}#", 1), (self.topics.node_status_filter, 1),
                            (self.topics.node_birth_filter, 1), (self.topics.dev_state_filter, 1)],
             on_message=self._on_message,
             on_connect=self._on_connect,
@@ -246,6 +265,7 @@ class CentralService:
                 log.exception("central housekeeping failed")
 
     async def stop(self) -> None:
+        self._stopping = True  # no online status after the offline one
         await self.bus.close([(self.topics.central_status, messages.central_status("offline", self.instance), True)])
         await self._reads_thread.close()
         for task in list(self._loops):
@@ -347,17 +367,26 @@ class CentralService:
     async def _request_of(self, bus: Bus, incoming: Incoming, skip: frozenset[str] = frozenset()
                           ) -> tuple[str, str, messages.Request] | None:
         """(client, action, request) of a request for central; None when it is not one to
-        answer here, or was answered at once (a bad request)."""
+        answer here, was answered at once (a bad request), or cannot be answered (counted)."""
         parsed = parse(incoming.topic)
-        if parsed is None or parsed.kind != "central_req" or parsed.hall != self.hall.hall_id:
+        if parsed is None or parsed.kind != "central_req":
+            # counted by the main connection only: central/req/# brings it every such topic (the
+            # reads connection's central/req/+/<action> may too: an empty client id)
+            topic = incoming.topic
+            if bus is self.bus and (topic + "/").startswith(self._req_prefix) and not await bus.skip_request(incoming):
+                levels = topic[len(self._req_prefix):].split("/") if topic.startswith(self._req_prefix) else []
+                self._unanswerable(topic, "an empty client id or action" if len(levels) == 2 else
+                                   f"{len(levels)} levels after central/req, not 2 (<client>/<action>)")
+            return None
+        if parsed.hall != self.hall.hall_id:
             return None
         action, payload = parsed.name or "", incoming.payload
         if action in skip or await bus.skip_request(incoming):
             return None
         try:
             client = check_id(parsed.client or "", "client")
-        except BadRequest:
-            log.warning("request on %s names an invalid client id; cannot answer", incoming.topic)
+        except BadRequest as exc:
+            self._unanswerable(incoming.topic, f"invalid client id: {exc.message}")
             return None
         try:
             check_name(action)
@@ -366,7 +395,50 @@ class CentralService:
             self._send(client, messages.response_error(messages.request_id_of(payload), exc), bus)
             return None
 
-    def _send(self, client: str, response: dict[str, Any] | None, bus: Bus | None = None) -> None:
+    def _unanswerable(self, topic: str, reason: str) -> None:
+        """A request on ``topic`` that cannot be answered, there being no valid reply topic:
+        counted on the online ``central/status`` and logged at most once per topic per
+        :data:`UNANSWERABLE_LOG_EVERY_S`. Called from either connection's thread."""
+        now = time.monotonic()
+        with self._unanswerable_lock:
+            self.unanswerable += 1
+            last = self._unanswerable_logged.get(topic)
+            warn = last is None or now - last >= UNANSWERABLE_LOG_EVERY_S
+            if warn:
+                if len(self._unanswerable_logged) >= _LOGGED_KEPT:
+                    self._unanswerable_logged = {t: at for t, at in self._unanswerable_logged.items()
+                                                 if now - at < UNANSWERABLE_LOG_EVERY_S}
+                self._unanswerable_logged[topic] = now
+            schedule, self._status_due = not self._status_due, True
+        if warn:
+            # a topic is whatever a client made it: a phone number in it is masked, as in any message
+            log.warning("request on %s cannot be answered (%s); counted as unanswerable in central/status",
+                        scrub(topic), reason)
+        loop = self._loop
+        if schedule and loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._status_changed)
+            except RuntimeError:  # the loop has closed: central is stopping
+                pass
+
+    def _status_changed(self) -> None:
+        task = asyncio.create_task(self._republish_status())
+        self._loops.add(task)
+        task.add_done_callback(self._loops.discard)
+
+    async def _republish_status(self) -> None:
+        """The online status again, with the current counts, at most every :data:`STATUS_EVERY_S`."""
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, self._status_at + STATUS_EVERY_S - loop.time()))
+        with self._unanswerable_lock:
+            self._status_due = False
+        self._status_at = loop.time()
+        # not yet announced: the announcement carries the count
+        if self.ready.is_set() and not self._stopping:
+            await self.bus.try_publish(self.topics.central_status, self._online_status(), retain=True)
+
+    def _send(self, client: str, response: dict[str, Any] | bytes | None, bus: Bus | None = None) -> None:
+        """Answer ``client``: a response, or its bytes as stored (re-sent unchanged)."""
         (bus or self.bus).spawn_publish(self.topics.central_res(client), response or {})
 
     def respond(self, client: str, action: str, payload: bytes) -> dict[str, Any]:
@@ -385,8 +457,9 @@ class CentralService:
             return self._view(action, request)
         write = Write(client, action, request, f"{client}:{request.request_id}")
         self._write_now([write])
-        assert write.response is not None
-        return write.response
+        response = write.answer()
+        assert response is not None
+        return response
 
     def tick(self) -> None:
         """Housekeeping's day rollover, blocking (tests, tools)."""
@@ -422,7 +495,7 @@ class CentralService:
         return await self.writer.exclusive(run)
 
     def _online_status(self) -> dict[str, Any]:
-        return messages.central_status("online", self.instance, self.last_reload)
+        return messages.central_status("online", self.instance, self.last_reload, unanswerable=self.unanswerable)
 
     async def note_reload(self, ok: bool, message: str) -> None:
         """Record the outcome of a reload on the retained central status, where a technician's

@@ -9,6 +9,11 @@ from :meth:`Store.response_for` and never runs twice, and a ticket never prints 
 ``commit_batch`` does the same for many requests at once (central's group commit): one
 transaction, one fsync, for every request that arrived while the previous batch was committing.
 
+A response is kept as the exact JSON text that was sent (a duplicate is answered with the same
+bytes, :meth:`Store.answers_for`) and with the action it answered, so a request_id reused with
+another action is not taken for a duplicate. Schema 1 kept no action: such a store is migrated in
+place when it is opened (its answers keep ``action`` NULL, "unknown").
+
 The file uses WAL with ``synchronous=FULL``: a committed transaction survives a power cut.
 All methods block; call them off the event loop (``asyncio.to_thread``). One connection is shared
 under a lock, so any thread may call. Constructing a Store touches nothing: :meth:`Store.open` (or
@@ -24,14 +29,14 @@ import sqlite3
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from hallctl.central.model import Event
 from hallctl.errors import ConfigError, HallctlError
 from hallctl.runtime.outbox import storage_outage
 
-#: schema version kept in ``PRAGMA user_version``
-SCHEMA_VERSION = 1
+#: schema version kept in ``PRAGMA user_version``. 2: responses keep their action (issue 8)
+SCHEMA_VERSION = 2
 #: rows fetched per query while loading events (keeps memory flat on long histories)
 LOAD_BATCH = 1000
 #: keys looked up per query by ``responses_for`` (SQLite's bound-parameter limit is 999 on old builds)
@@ -47,7 +52,8 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS responses (
     request_key TEXT PRIMARY KEY,
     response    TEXT NOT NULL,
-    ts          TEXT NOT NULL
+    ts          TEXT NOT NULL,
+    action      TEXT
 );
 CREATE INDEX IF NOT EXISTS responses_ts ON responses (ts);
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -77,6 +83,24 @@ class DuplicateRequest(StoreError):
     def __init__(self, request_key: str, response: dict[str, Any]) -> None:
         super().__init__(f"request {request_key!r} was already answered", request_key=request_key)
         self.response = response
+
+
+class StoredAnswer(NamedTuple):
+    """A stored response: the action it answered (None: stored before schema 2, unknown) and the
+    exact JSON text that was sent."""
+
+    action: str | None
+    payload: bytes
+
+
+def _response_text(response: dict[str, Any] | bytes | str) -> str:
+    """A response as stored: the text that was sent when given, else as the bus encodes it (key
+    order kept, Chinese as is, compact), so what is re-sent is what was sent."""
+    if isinstance(response, (bytes, bytearray)):
+        return bytes(response).decode("utf-8")
+    if isinstance(response, str):
+        return response
+    return json.dumps(response, ensure_ascii=False, separators=(",", ":"))
 
 
 def _dumps(value: Any) -> str:
@@ -158,6 +182,9 @@ class Store:
         try:
             for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
                 db.execute(statement)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(responses)")}
+            if "action" not in columns:  # schema 1: the answers stored so far keep an unknown action
+                db.execute("ALTER TABLE responses ADD COLUMN action TEXT")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
@@ -175,9 +202,11 @@ class Store:
         *,
         now: datetime | None = None,
         checkpoint: tuple[int, str, dict[str, Any]] | None = None,
+        action: str | None = None,
     ) -> None:
-        """Append ``events`` and remember ``response`` for ``request_key``, atomically; with them
-        ``checkpoint`` (seq, day, state) when one of the events started a day.
+        """Append ``events`` and remember ``response`` (the answer to ``action``) for
+        ``request_key``, atomically; with them ``checkpoint`` (seq, day, state) when one of the
+        events started a day.
 
         ``events`` must continue the stored sequence without gaps (seq = last_seq()+1, +2, ...).
         Raises :class:`DuplicateRequest` if ``request_key`` was already committed (nothing is
@@ -185,36 +214,37 @@ class Store:
         """
         if (request_key is None) != (response is None):
             raise ValueError("request_key and response go together")
-        responses = [] if request_key is None else [(request_key, response)]
+        responses = [] if request_key is None else [(request_key, response, action)]
         self.commit_batch(events, responses, [checkpoint] if checkpoint is not None else [], now=now)
 
     def commit_batch(
         self,
         events: Iterable[Event],
-        responses: Iterable[tuple[str, dict[str, Any] | None]] = (),
+        responses: Iterable[tuple[Any, ...]] = (),
         checkpoints: Iterable[tuple[int, str, dict[str, Any]]] = (),
         *,
         now: datetime | None = None,
     ) -> None:
         """:meth:`commit` for many requests in one transaction: all of it is stored or none.
-        ``responses`` are (request_key, response) pairs; raises :class:`DuplicateRequest` for the
-        first key already stored, writing nothing."""
+        ``responses`` are (request_key, response) or (request_key, response, action): a response
+        is a dict, or the JSON text (bytes or str) that was sent, kept as it is; raises
+        :class:`DuplicateRequest` for the first key already stored, writing nothing."""
         events = list(events)
-        responses = list(responses)
+        responses = [(r[0], r[1], r[2] if len(r) > 2 else None) for r in responses]
         checkpoints = list(checkpoints)
-        if any(r is None for _, r in responses):
+        if any(r is None for _, r, _ in responses):
             raise ValueError("request_key and response go together")
         if not events and not responses and not checkpoints:
             return
         rows = [(e.seq, e.type, e.ts, _dumps(e.data)) for e in events]
         stamp = _utc_iso(now or datetime.now(timezone.utc))
-        answers = [(key, _dumps(response), stamp) for key, response in responses]
+        answers = [(key, _response_text(response), stamp, action) for key, response, action in responses]
         states = [(seq, day, _dumps(state)) for seq, day, state in checkpoints]
         with self._lock:
             db = self._conn()
             try:
                 db.execute("BEGIN IMMEDIATE")
-                keys = [key for key, _, _ in answers]
+                keys = [answer[0] for answer in answers]
                 for i in range(0, len(keys), KEYS_PER_QUERY):
                     chunk = keys[i:i + KEYS_PER_QUERY]
                     row = db.execute("SELECT request_key, response FROM responses WHERE request_key IN "
@@ -231,7 +261,7 @@ class Store:
                         )
                     _insert(db, "events (seq, type, ts, data)", rows)
                 if answers:
-                    _insert(db, "responses (request_key, response, ts)", answers)
+                    _insert(db, "responses (request_key, response, ts, action)", answers)
                 if states:
                     db.executemany("INSERT OR REPLACE INTO checkpoints (seq, day, state) VALUES (?, ?, ?)", states)
                 db.execute("COMMIT")
@@ -266,6 +296,21 @@ class Store:
                 for key, response in db.execute(
                         f"SELECT request_key, response FROM responses WHERE request_key IN ({marks})", chunk):
                     found[key] = json.loads(response)
+        return found
+
+    def answers_for(self, request_keys: Iterable[str]) -> dict[str, "StoredAnswer"]:
+        """The stored answers of those of ``request_keys`` already committed, by key: the action
+        each answered (None when stored before schema 2) and its JSON text as sent, not decoded."""
+        keys = list(dict.fromkeys(request_keys))
+        found: dict[str, StoredAnswer] = {}
+        with self._lock:
+            db = self._conn()
+            for i in range(0, len(keys), KEYS_PER_QUERY):
+                chunk = keys[i:i + KEYS_PER_QUERY]
+                marks = ",".join("?" * len(chunk))
+                for key, action, response in db.execute(
+                        f"SELECT request_key, action, response FROM responses WHERE request_key IN ({marks})", chunk):
+                    found[key] = StoredAnswer(action, response.encode("utf-8"))
         return found
 
     def load_events(self, after: int = 0) -> Iterator[Event]:

@@ -4,9 +4,11 @@ It takes every write waiting (up to ``MAX_BATCH``) and, in a worker thread, runs
 :class:`~hallctl.central.core.Central` on each and commits the whole batch (events, responses, day
 checkpoint) in one SQLite transaction (group commit, still ``synchronous=FULL``); only then are the
 responses published, each in a task of its own. A request already answered is answered from the
-store; a copy of one still queued or committing gets the same answer when it is ready: nothing runs
-twice and a ticket never prints twice. While the worker thread applies and commits a batch it holds
-the service's state lock, so a read waits for that batch only.
+store, with the bytes it was first sent as; a copy of one still queued or committing gets the same
+answer when it is ready: nothing runs twice and a ticket never prints twice. A request_id is the
+same request only with the same action: reused with another one it is answered ``bad_request``
+and not executed (it never gets the other action's answer). While the worker thread applies and
+commits a batch it holds the service's state lock, so a read waits for that batch only.
 
 If a commit fails (a full disk, an I/O error) the core is rebuilt from the store, and every request
 of the batch is answered ``internal`` (not stored: a retry may succeed).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -24,8 +27,8 @@ from typing import Any, Awaitable, Callable, TypeVar
 from hallctl.bus import messages
 from hallctl.central.core import Central
 from hallctl.central.model import Event
-from hallctl.central.store import Store
-from hallctl.errors import Expired, HallctlError
+from hallctl.central.store import Store, StoredAnswer
+from hallctl.errors import BadRequest, Expired, HallctlError
 
 T = TypeVar("T")
 
@@ -46,11 +49,26 @@ class Write:
     request: messages.Request | None
     key: str | None
     response: dict[str, Any] | None = None
+    #: the response as sent and stored (encoded once, in the writer's thread); for an answer
+    #: from the store, the stored text, re-sent unchanged (``response`` is then None)
+    payload: bytes | None = None
     #: the response goes to the store with the batch (internal errors do not: a retry may succeed)
     store: bool = False
     #: copies that arrived while this one was queued or committing; each gets the answer
     copies: int = 1
     done: asyncio.Future[None] | None = None
+
+    def answer(self) -> dict[str, Any] | None:
+        """The response as a document (decoded from the store when it came from there)."""
+        if self.response is None and self.payload is not None:
+            return json.loads(self.payload)
+        return self.response
+
+    def answered(self, response: dict[str, Any], *, store: bool) -> None:
+        """Set the response; one to be stored is encoded now, once: the store keeps the bytes
+        that are sent."""
+        self.response, self.store = response, store
+        self.payload = messages.encode(response) if store else None
 
 
 @dataclass(eq=False)
@@ -68,17 +86,17 @@ class Batch:
     checkpoints: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
     ok: bool = True
 
-    def responses(self) -> list[tuple[str, dict[str, Any] | None]]:
-        return [(w.key, w.response) for w in self.writes if w.store and w.key is not None]
+    def responses(self) -> list[tuple[str, bytes | None, str]]:
+        return [(w.key, w.payload, w.action) for w in self.writes if w.store and w.key is not None]
 
     def failed(self) -> None:
         """Nothing of it was stored: what was to be stored is answered ``internal`` instead."""
         self.ok = False
         for w in self.writes:
             if w.store:
-                w.store = False
                 rid = w.request.request_id if w.request else None
-                w.response = messages.response_error(rid, HallctlError("internal error: could not store; try again"))
+                w.answered(messages.response_error(rid, HallctlError("internal error: could not store; try again")),
+                           store=False)
 
 
 class Writer:
@@ -98,7 +116,7 @@ class Writer:
         core: Callable[[], Central],
         rebuild: Callable[[], None],
         stored: Callable[[list[Event]], None],
-        send: Callable[[str, dict[str, Any] | None], None],
+        send: Callable[[str, dict[str, Any] | bytes | None], None],
         changed: Callable[[], None],
     ) -> None:
         self._store = store
@@ -124,11 +142,16 @@ class Writer:
 
     def submit(self, client: str, action: str, request: messages.Request) -> None:
         """Queue a request for the next batches, unless one under its key is already queued or
-        committing: then it is a copy, answered when that one is."""
+        committing: then it is a copy, answered when that one is (or, for another action, at once
+        ``bad_request``)."""
         key = f"{client}:{request.request_id}"
         pending = self.pending.get(key)
-        if pending is not None:  # a copy (QoS 1 redelivery, a retry) of one not answered yet
-            pending.copies += 1
+        if pending is not None:
+            if pending.action != action:  # the request_id of another request
+                rid = request.request_id
+                self._send(client, messages.response_error(rid, _reused(rid, pending.action)))
+                return
+            pending.copies += 1  # a copy (QoS 1 redelivery, a retry) of one not answered yet
             return
         self.pending[key] = write = Write(client, action, request, key)
         self._queue.append(write)
@@ -175,7 +198,7 @@ class Writer:
         the writer runs it in a worker thread, where nothing else touches the core). A failed
         commit rebuilds the core from the store; a failing rebuild raises (central exits)."""
         try:
-            stored = self._store.responses_for([w.key for w in writes if w.key is not None])
+            stored = self._store.answers_for([w.key for w in writes if w.key is not None])
         except Exception:  # noqa: BLE001 - nothing was applied yet: answer, keep serving
             log.exception("central could not read its store")
             batch = Batch(writes)
@@ -194,7 +217,7 @@ class Writer:
                     batch.failed()
         return batch
 
-    def _apply(self, writes: list[Write], stored: dict[str, dict[str, Any]]) -> Batch:
+    def _apply(self, writes: list[Write], stored: dict[str, StoredAnswer]) -> Batch:
         """Run each write on the core, in memory. Nothing is published and nothing is stored yet."""
         core = self._core()
         batch = Batch(writes)
@@ -202,7 +225,14 @@ class Writer:
             if w.request is None:  # housekeeping's tick
                 outcome = core.tick()
             elif w.key in stored:
-                w.response = stored[w.key]
+                answer = stored[w.key]
+                # the same request again: its answer as stored, byte for byte. A stored answer's
+                # action is unknown only from before schema 2: replayed as it always was
+                if answer.action is None or answer.action == w.action:
+                    w.payload = answer.payload
+                else:  # its request_id reused with another action: not that action's answer
+                    rid = w.request.request_id  # type: ignore[union-attr]
+                    w.answered(messages.response_error(rid, _reused(rid, answer.action)), store=False)
                 continue
             else:
                 request = w.request
@@ -212,14 +242,14 @@ class Writer:
                                       f"{request.expires_at.isoformat()}; not executed")  # type: ignore[union-attr]
                     outcome = core.handle(w.action, request.data)
                 except HallctlError as exc:
-                    w.response, w.store = messages.response_error(request.request_id, exc), True
+                    w.answered(messages.response_error(request.request_id, exc), store=True)
                     continue
                 except Exception:  # noqa: BLE001 - a bug must not stop the hall
                     log.exception("central failed on %s", w.action)
                     # not stored: the client's retry may succeed once the cause is gone
                     w.response = messages.response_error(request.request_id, HallctlError("internal error; see central's log"))
                     continue
-                w.response, w.store = messages.response_ok(request.request_id, outcome.data), True
+                w.answered(messages.response_ok(request.request_id, outcome.data), store=True)
             batch.events.extend(outcome.events)
             checkpoint = core.checkpoint(outcome.events) if outcome.events else None
             if checkpoint is not None:
@@ -246,8 +276,9 @@ class Writer:
             if w.key is not None and self.pending.get(w.key) is w:
                 del self.pending[w.key]
             if send and w.request is not None:
+                answer = w.payload if w.payload is not None else w.response
                 for _ in range(w.copies):
-                    self._send(w.client, w.response)
+                    self._send(w.client, answer)
         if batch.events:
             self._changed()
 
@@ -285,3 +316,7 @@ class Writer:
         self._queue.append(Job(run, done))
         self._work.set()
         return await done
+
+
+def _reused(request_id: str, action: str) -> BadRequest:
+    return BadRequest(f"request_id {request_id} was already used for {action}", field="request_id")
