@@ -40,6 +40,8 @@ async def test_acl_example_keeps_requests_private(tmp_path):
                 await kiosk.publish(REQ, b'{"phone":"13800138000"}', qos=1)
             async with aiomqtt.Client("127.0.0.1", broker.port, username="central", password="pw-central") as central:
                 await central.publish("hallctl/v1/h/node/window-3/dev/display/cmd/show", b"{}", qos=1)
+                for doc in ("kpi", "staffing", "health"):
+                    await central.publish(f"hallctl/v1/h/central/{doc}", b'{"v":1}', qos=1)
                 await central.publish("hallctl/v1/h/board/state", b'{"marker":1}', qos=1)
             async with asyncio.timeout(10):
                 while not all(any(t.endswith("board/state") for t, _ in seen[u]) for u in seen):
@@ -48,6 +50,10 @@ async def test_acl_example_keeps_requests_private(tmp_path):
             assert not any(b"13800138000" in p for _, p in seen["dashboard"]), "a dashboard never sees the phone"
             assert not any(b"13800138000" in p for _, p in seen["window-4"])
             assert not any("node/window-3" in t for t, _ in seen["window-4"]), "a node reads only its own subtree"
+            # the dashboard (the hall manager's screens) reads the KPIs, the staffing advice and the
+            # health (the ACL gave nobody these before); a window node has no use for them
+            assert {t.rsplit("/", 1)[1] for t, _ in seen["dashboard"] if "/central/" in t} >= {"kpi", "staffing", "health"}
+            assert not any(t.endswith(("central/kpi", "central/staffing")) for t, _ in seen["window-4"])
         finally:
             for t in tasks:
                 t.cancel()
