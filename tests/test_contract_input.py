@@ -101,3 +101,15 @@ def test_the_example_config_issues_at_any_time_when_its_hours_block_is_left_out(
     kept = "\n".join(line for line in text.splitlines() if line.split("=")[0].strip() not in keys)
     cfg = parse_central_config(tomllib.loads(kept))
     assert cfg.hall_settings.hours is None
+
+
+async def test_an_unknown_action_is_answered_with_every_action_central_has(mosquitto_session, tmp_path):
+    """central's unknown_command listed its core's actions but not kpi.summary and staffing.advice,
+    which work; an integrator reading the list would not know them."""
+    host, port = mosquitto_session.host, mosquitto_session.port
+    async with central(host, port, tmp_path), Observer(host, port, [T.central_res("kiosk-1")]) as obs:
+        await obs.publish(T.central_req("kiosk-1", "ticket.frobnicate"), _req("u1", {}))
+        err = await _answer(obs, "kiosk-1", "u1")
+        assert err["error"]["code"] == "unknown_command"
+        for action in ("ticket.issue", "window.call_next", "queue.status", "kpi.summary", "staffing.advice"):
+            assert action in err["error"]["message"]

@@ -54,7 +54,7 @@ from hallctl.central.retained import RetainedPublisher
 from hallctl.central.store import Store
 from hallctl.central.config import CentralConfig
 from hallctl.central.writer import Write, Writer
-from hallctl.errors import BadRequest, HallctlError
+from hallctl.errors import BadRequest, HallctlError, UnknownCommand
 from hallctl.privacy import scrub
 from hallctl.runtime.outbox import Outbox, storage_outage
 from hallctl.runtime.tasks import cancel_and_wait, run_together
@@ -330,6 +330,12 @@ class CentralService:
             return
         got = await self._request_of(self.bus, incoming, skip=self.VIEWS)
         if got is None:
+            return
+        client, action, request = got
+        if action not in Central.ACTIONS:  # answered here, naming every action central has
+            known = ", ".join(sorted({*Central.ACTIONS, *self.VIEWS}))
+            self._send(client, messages.response_error(request.request_id, UnknownCommand(
+                f"unknown action {action!r}; known: {known}", action=action)))
             return
         self.writer.submit(*got)
 
