@@ -77,6 +77,11 @@ def register_kind(kind: Kind) -> Kind:
     known = KINDS.get(kind.name)
     if known is not None and known != kind:
         raise ValueError(f"device kind {kind.name!r} is already registered differently")
+    from hallctl.bus.topics import NAME_RE  # action and event names are topic levels
+
+    for name in [*kind.actions, *kind.events]:
+        if not NAME_RE.match(name):
+            raise ValueError(f"{kind.name}: {name!r} cannot be a topic level (dotted [a-z0-9_] names)")
     for name in kind.actions:
         if name in COMMON_ACTIONS:
             raise ValueError(f"{kind.name}: action {name!r} is answered by the node for every kind")

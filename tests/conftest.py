@@ -43,3 +43,14 @@ def spawn_env() -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def line_reader():
+    """A transport ReplyReader for one ``...\\n`` reply (the transport tests' line devices)."""
+    buf = bytearray()
+
+    def read(chunk: bytes) -> bytes | None:
+        buf.extend(chunk)
+        return bytes(buf[: buf.index(b"\n")]) if b"\n" in buf else None
+
+    return read

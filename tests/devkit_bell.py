@@ -6,6 +6,7 @@ Protocol (this test's own, line based over TCP, ASCII, CRLF):
     host -> bell   ``PING``        bell -> host ``PONG``
     host -> bell   ``RING <n>``    bell -> host ``OK <n>``  (1 <= n <= 9, else ``ERR``)
     bell -> host   ``BTN <b>``     (unsolicited, when button b is pressed)
+    bell -> host   ``JAM``         (unsolicited; the kind declares no such event: a driver bug to catch)
 """
 
 from __future__ import annotations
@@ -57,8 +58,11 @@ class BellEmulator:
         await self._server.wait_closed()
 
     async def press(self, button: int = 1) -> None:
+        await self.say(f"BTN {button}")
+
+    async def say(self, line: str) -> None:
         for w in self._writers:
-            w.write(f"BTN {button}\r\n".encode())
+            w.write(f"{line}\r\n".encode())
             await w.drain()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -138,6 +142,8 @@ class TcpBell(Driver):
             text = line.decode("ascii", "replace").strip()
             if text.startswith("BTN "):
                 self.emit("pressed", {"button": int(text[4:])})
+            elif text == "JAM":
+                self.emit("jammed", {})
             else:
                 self._replies.put_nowait(text)
 

@@ -5,9 +5,11 @@ under hallctl/node/ knowing it exists."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 from pathlib import Path
 
+import aiomqtt
 import devkit_bell
 from conftest import PYTHON, ROOT, spawn_env, write_toml
 from hallkit import HALL, Observer, Running
@@ -133,3 +135,58 @@ def test_a_plugin_that_cannot_be_imported_exits_78(tmp_path):
     proc = _node_exit(path)
     assert proc.returncode == 78, proc.stderr
     assert f"{path}: node.plugins[0]: cannot import plugin 'devkit_no_such_module'" in proc.stderr
+
+
+async def test_a_button_pressed_while_the_broker_is_down_arrives_once_it_is_back(mosquitto, tmp_path, caplog):
+    """Device events go through the node's outbox: a press during a broker outage is not lost.
+    An event the kind does not declare is a driver bug: logged, never published."""
+    import logging
+
+    host, port = mosquitto.host, mosquitto.port
+    nid = "bell-node"
+    caplog.set_level(logging.ERROR, logger="hallctl.node")
+    async with devkit_bell.BellEmulator() as bell:
+        node = Node(load_node_config(_config(tmp_path, host, port, bell.port)))
+        run = Running(node)
+        try:
+            async with asyncio.timeout(10):
+                await node.ready.wait()
+            events = T.dev_event(nid, "bell", "pressed").replace("/pressed", "/+")
+            # a listener with a persistent session, subscribed before the outage: whatever the node
+            # sends after the broker is back is queued for it, however fast the node reconnects
+            async with aiomqtt.Client(host, port, identifier="listener", clean_session=False) as c:
+                await c.subscribe(events, qos=1)
+            await asyncio.to_thread(mosquitto.stop)
+            await bell.press(3)
+            await bell.say("JAM")
+            for _ in range(100):
+                if node.apps["bell"].presses == [3]:
+                    break
+                await asyncio.sleep(0.05)
+            assert node.apps["bell"].presses == [3], "the app hears the press at once"
+            await asyncio.to_thread(mosquitto.start)
+            got: list[tuple[str, dict]] = []
+            async with aiomqtt.Client(host, port, identifier="listener", clean_session=False) as c:
+                await c.subscribe(events, qos=1)
+                async with asyncio.timeout(15):
+                    async for m in c.messages:
+                        got.append((str(m.topic), json.loads(m.payload)))
+                        if m.topic.matches(T.dev_event(nid, "bell", "pressed")):
+                            break
+                await asyncio.sleep(0.3)  # a jammed event, if published, would have come with it
+            assert got[-1][1]["data"] == {"button": 3} and got[-1][1]["type"] == "pressed"
+            assert not [t for t, _ in got if t.endswith("/jammed")]
+            assert any("'jammed', which its kind test_bell does not declare" in r.getMessage() for r in caplog.records)
+        finally:
+            await run.stop()
+
+
+def test_a_kind_whose_names_cannot_be_topic_levels_is_refused():
+    import pytest
+
+    from hallctl_drivers.kinds import Action, Kind, register_kind
+
+    with pytest.raises(ValueError, match="'Card Read' cannot be a topic level"):
+        register_kind(Kind("t_reader", "x", {"read": Action("read", "x")}, events={"Card Read": {}}))
+    with pytest.raises(ValueError, match="'show/all' cannot be a topic level"):
+        register_kind(Kind("t_sign2", "x", {"show/all": Action("show/all", "x")}))

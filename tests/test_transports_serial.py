@@ -4,9 +4,10 @@ transaction at a time, a pulled USB adapter seen as offline and reopened when it
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
+from conftest import line_reader
 
 from hallctl.errors import DeviceOffline, DeviceTimeout
 from hallctl_drivers.transports.pty import PtyDevice
@@ -38,16 +39,6 @@ class LineDevice(PtyDevice):
         with self.cond:
             return self.heard.decode().splitlines()
 
-
-def line_reader() -> Callable[[bytes], bytes | None]:
-    """A ReplyReader for one ``...\\n`` reply."""
-    buf = bytearray()
-
-    def read(chunk: bytes) -> bytes | None:
-        buf.extend(chunk)
-        return bytes(buf[: buf.index(b"\n")]) if b"\n" in buf else None
-
-    return read
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import asyncio
 from typing import AsyncIterator
 
 import pytest
+from conftest import line_reader
 
 from hallctl.errors import DeviceOffline, DeviceTimeout
 from hallctl_drivers.transports.tcp import TcpTransport
@@ -44,15 +45,6 @@ class LineServer:
         assert self.server is not None
         self.server.close()
 
-
-def line_reader():
-    buf = bytearray()
-
-    def read(chunk: bytes) -> bytes | None:
-        buf.extend(chunk)
-        return bytes(buf[: buf.index(b"\n")]) if b"\n" in buf else None
-
-    return read
 
 
 @pytest.fixture

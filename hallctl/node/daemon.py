@@ -126,13 +126,23 @@ class Node:
 
     async def _on_device_event(self, device: str, type_: str, data: dict[str, Any]) -> None:
         """A device reported something by itself: published (through the outbox, so a button
-        press or a card read outlives a broker outage), then handed to its app."""
-        try:
-            topic = self.topics.dev_event(self.id, device, type_)
-        except BadRequest as exc:
-            log.error("device %s emitted an event that cannot be published: %s", device, exc.message)
+        press or a card read outlives a broker outage), then handed to its app. The event must be
+        one its kind declares: another is a driver bug, logged and not published (no reader of
+        the contract expects it). Data that does not fit the kind's schema is published all the
+        same (a citizen's rating is not dropped for a driver's mistake) and logged."""
+        kind = self.plans[device].kind
+        schema = kind.events.get(type_) if kind is not None else None
+        if schema is None:
+            log.error("device %s emitted %r, which its kind %s does not declare (a driver bug); not published",
+                      device, type_, kind.name if kind else "?")
             return
-        await asyncio.to_thread(self.bus.publish_reliable, topic, messages.device_event(device, type_, data))
+        try:
+            check(schema, data, "data")
+        except SchemaError as exc:
+            log.error("device %s: event %s does not fit its kind's schema (%s: %s); published all the same",
+                      device, type_, exc.path, exc.problem)
+        await self.bus.apublish_reliable(self.topics.dev_event(self.id, device, type_),
+                                         messages.device_event(device, type_, data))
         app = self.apps.get(device)
         if app is not None:
             try:
