@@ -156,6 +156,7 @@ def _run_central(args: argparse.Namespace) -> int:
             try:
                 new = load_central_config(args.config)
                 await service.reload(hall_from_config(new))
+                service.set_clients(new.clients)
             except ConfigError as exc:
                 log.error("config reload failed; running on the previous config: %s", exc.message)
                 await service.note_reload(False, exc.message)

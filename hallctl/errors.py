@@ -23,6 +23,7 @@ CODES: dict[str, str] = {
     "timeout": "the device did not answer in time",
     "config_error": "configuration or firmware profile is invalid",
     "expired": "the request's expires_at had passed when it arrived; it was not executed",
+    "forbidden": "the calling client's role may not call this action (or not for that window)",
     "hall_closed": "outside the hall's opening hours no ticket is issued; detail.opens_at says when",
     "internal": "unexpected failure; the daemon logged it and keeps serving",
 }
@@ -66,6 +67,13 @@ class NotFound(HallctlError, LookupError):
 
 class Conflict(HallctlError, RuntimeError):
     code = "conflict"
+
+
+class Forbidden(HallctlError, PermissionError):
+    """The caller's role (hallctl.access.roles) may not call the action; not stored, so a retry
+    after the hall's config grants it runs."""
+
+    code = "forbidden"
 
 
 class HallClosed(HallctlError, RuntimeError):

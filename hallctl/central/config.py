@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from hallctl.access.roles import ROLES, Client
 from hallctl.central.hours import OpeningHours
 from hallctl.central.model import (
     ALL_QUEUES,
@@ -155,6 +156,9 @@ class CentralConfig:
     file: str | None = None
     departments: tuple[DepartmentConfig, ...] = ()
     matters: tuple[MatterConfig, ...] = ()
+    #: the hall's clients and their roles (``[[client]]``); None: none listed, every client may
+    #: call every action (an open hall)
+    clients: tuple[Client, ...] | None = None
 
 
 # -- field specs ---------------------------------------------------------------------------
@@ -210,6 +214,11 @@ _MATTER_FIELDS = (
     Field("department", str, MatterConfig.department, is_id),
     Field("expected_service_s", float, MatterConfig.expected_service_s, _at_least(0, strict=True)),
 )
+_CLIENT_FIELDS = (
+    Field("id", str, check=is_id),
+    Field("role", str),
+    Field("windows", list, None),
+)
 _QUEUE_FIELDS = (
     Field("id", str, check=is_id),
     Field("prefix", str, check=_prefix),
@@ -232,7 +241,7 @@ _WINDOW_FIELDS = (
 def parse_central_config(data: Mapping[str, Any], *, file: str | None = None) -> CentralConfig:
     """Validate an already-parsed central config (a dict as ``tomllib`` returns it)."""
     r = Reader(file)
-    r.top(data, ("central", "mqtt", "store", "hall", "queue", "window", "department", "matter"))
+    r.top(data, ("central", "mqtt", "store", "hall", "queue", "window", "department", "matter", "client"))
     if "central" not in data:
         raise r.error("central", "missing required section [central]")
     central = r.table(data["central"], "central", _CENTRAL_FIELDS)
@@ -292,6 +301,8 @@ def parse_central_config(data: Mapping[str, Any], *, file: str | None = None) ->
             raise r.error(f"hall.class_prefix.{cls}", f"prefix {prefix!r} is already {prefixes[prefix]}'s")
         prefixes[prefix] = f"class {cls!r}"
 
+    clients = _clients(r, data.get("client"), central["id"], [w.id for w in windows])
+
     return CentralConfig(
         hall=central["hall"],
         id=central["id"],
@@ -303,7 +314,34 @@ def parse_central_config(data: Mapping[str, Any], *, file: str | None = None) ->
         file=file,
         departments=tuple(departments),
         matters=tuple(matters),
+        clients=clients,
     )
+
+
+def _clients(r: Reader, raw: Any, central_id: str, window_ids: list[str]) -> tuple[Client, ...] | None:
+    """``[[client]]``: one credential per node or tool, with its role (hallctl.access.roles)."""
+    if raw is None:
+        return None
+    clients = []
+    for i, item in enumerate(r.array_of_tables(raw, "client")):
+        where = f"client[{i}]"
+        c = r.table(item, where, _CLIENT_FIELDS)
+        r.known(c["role"], sorted(ROLES), f"{where}.role", "role")
+        if c["id"] == central_id:
+            raise r.error(f"{where}.id", f"{c['id']!r} is central's own id ([central] id): it needs no [[client]]")
+        windows = c["windows"]
+        if c["role"] == "window":
+            if not windows:
+                raise r.error(f"{where}.windows", "a window client needs the windows it serves (windows = [\"3\"])")
+            for j, w in enumerate(windows):
+                if not isinstance(w, str):
+                    raise r.error(f"{where}.windows[{j}]", f"expected string, got {type_name(w)} ({w!r})")
+                r.known(w, window_ids, f"{where}.windows[{j}]", "window")
+        elif windows is not None:
+            raise r.error(f"{where}.windows", f"only a window client has windows (this one is {c['role']})")
+        clients.append(Client(c["id"], c["role"], tuple(windows or ())))
+    r.unique([(f"client[{i}].id", c.id) for i, c in enumerate(clients)], "client id")
+    return tuple(clients)
 
 
 def _hall_settings(r: Reader, raw: dict[str, Any]) -> HallSettings:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 from zoneinfo import ZoneInfo
 
+from hallctl.access.roles import Access, Client
 from hallctl.bus import messages
 from hallctl.bus.client import Bus, BusThread, Incoming
 from hallctl.bus.topics import Parsed, Topics, check_id, check_name, parse
@@ -54,7 +55,7 @@ from hallctl.central.retained import RetainedPublisher
 from hallctl.central.store import Store
 from hallctl.central.config import CentralConfig
 from hallctl.central.writer import Write, Writer
-from hallctl.errors import BadRequest, HallctlError, UnknownCommand
+from hallctl.errors import BadRequest, Forbidden, HallctlError, UnknownCommand
 from hallctl.privacy import scrub
 from hallctl.runtime.outbox import Outbox, storage_outage
 from hallctl.runtime.tasks import cancel_and_wait, run_together
@@ -97,7 +98,10 @@ class CentralService:
         client_id: str = "central",
         clock: Callable[[], datetime] | None = None,
         housekeeping_every_s: float = 30.0,
+        clients: tuple[Client, ...] | None = None,
     ) -> None:
+        """``clients``: the hall's clients and their roles (``[[client]]``); None: an open hall,
+        where every client may call every action."""
         tz = ZoneInfo(hall.tz)
         self.hall = hall
         self.topics = Topics(hall.hall_id)
@@ -109,6 +113,7 @@ class CentralService:
         self.health = HallHealth(self._clock)
         self.instance = f"{client_id}-{os.getpid()}"
         self._req_prefix = f"{self.topics.base}/central/req/"
+        self.access = Access(clients)
         #: requests that could not be answered (no valid reply topic) since this instance started;
         #: counted by both connections' threads, under the lock
         self.unanswerable = 0
@@ -228,6 +233,9 @@ class CentralService:
     async def run(self) -> None:
         await self.start()
         self._loop = asyncio.get_running_loop()
+        if self.access.open:
+            log.warning("no [[client]] in the config: every client may call every action (an open hall; "
+                        "docs/access.md)")
         await run_together([
             ("central-bus", self.bus.run()),
             ("central-reads", self._reads_thread.run()),
@@ -396,10 +404,23 @@ class CentralService:
             return None
         try:
             check_name(action)
-            return client, action, messages.parse_request(payload)
-        except BadRequest as exc:
+            request = messages.parse_request(payload)
+            self._check_access(client, action, request)
+            return client, action, request
+        except (BadRequest, Forbidden) as exc:
             self._send(client, messages.response_error(messages.request_id_of(payload), exc), bus)
             return None
+
+    def _check_access(self, client: str, action: str, request: messages.Request) -> None:
+        """Forbidden unless the client's role may call the action (an unknown action is left to
+        be answered unknown_command). Checked before anything is stored: a refusal is not
+        remembered, so a retry after the hall's config grants the action runs."""
+        if action in Central.ACTIONS or action in self.VIEWS:
+            self.access.check(client, action, request.data)
+
+    def set_clients(self, clients: tuple[Client, ...] | None) -> None:
+        """The hall's clients and roles again (a config reload)."""
+        self.access = Access(clients)
 
     def _unanswerable(self, topic: str, reason: str) -> None:
         """A request on ``topic`` that cannot be answered, there being no valid reply topic:
@@ -457,7 +478,8 @@ class CentralService:
         try:
             check_name(action)
             request = messages.parse_request(payload)
-        except BadRequest as exc:
+            self._check_access(client, action, request)
+        except (BadRequest, Forbidden) as exc:
             return messages.response_error(messages.request_id_of(payload), exc)
         if action in self.VIEWS:  # answered, not stored
             return self._view(action, request)
@@ -594,4 +616,4 @@ def central_from_config(cfg: CentralConfig) -> CentralService:
     """Build the service from a validated central config (no I/O: ``run()`` opens the store)."""
     hall = hall_from_config(cfg)
     mqtt = MqttSettings(cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.username, cfg.mqtt.password, cfg.mqtt.keepalive)
-    return CentralService(hall, str(cfg.store.path), mqtt, client_id=cfg.id)
+    return CentralService(hall, str(cfg.store.path), mqtt, client_id=cfg.id, clients=cfg.clients)

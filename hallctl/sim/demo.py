@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, TextIO
 
-from hallctl.bus.client import Bus
+from hallctl.access.roles import Client
+from hallctl.bus.client import Bus, Incoming
 from hallctl.bus.requests import Requester
 from hallctl.bus.topics import Topics
 from hallctl.central.model import HallSpec, QueueSpec, WindowSpec
@@ -132,7 +133,9 @@ async def demo_hall(opts: DemoOptions, out: TextIO = sys.stdout) -> AsyncIterato
         print(f"hallctl demo: {opts.windows} windows, {broker_name}", file=out, flush=True)
 
         tasks: list[asyncio.Task[Any]] = []
-        central = CentralService(hall, str(tmp / "central.db"), mqtt)
+        # the hall's roles, as a real hall lists them: the kiosk issues, the clerks call their windows
+        clients = (Client("demo-kiosk", "kiosk"), Client("demo-clerks", "window", tuple(hall.windows)))
+        central = CentralService(hall, str(tmp / "central.db"), mqtt, clients=clients)
         tasks.append(asyncio.create_task(central.run(), name="central"))
 
         emulators: dict[str, BxEmulator] = {}
@@ -145,10 +148,14 @@ async def demo_hall(opts: DemoOptions, out: TextIO = sys.stdout) -> AsyncIterato
             tasks.append(asyncio.create_task(node.run(), name=f"node-{w}"))
 
         stats = TrafficStats()
-        requester = Requester("demo-sim")
-        sim_bus = Bus(host, port, "demo-sim", subscriptions=[(topics.central_res("demo-sim"), 1)],
-                      on_message=lambda m: requester.on_message(m), clean_session=True)
-        requester.bus = sim_bus
+        kiosk, clerks = Requester("demo-kiosk"), Requester("demo-clerks")
+
+        async def answered(m: Incoming) -> None:
+            await kiosk.on_message(m) or await clerks.on_message(m)
+
+        sim_bus = Bus(host, port, "demo-sim", subscriptions=[(topics.central_res(c.id), 1) for c in clients],
+                      on_message=answered, clean_session=True)
+        kiosk.bus = clerks.bus = sim_bus
         tasks.append(asyncio.create_task(sim_bus.run(), name="sim-bus"))
         running = DemoHall(hall, host, port, central, nodes, emulators, stats, tasks)
         try:
@@ -169,10 +176,10 @@ async def demo_hall(opts: DemoOptions, out: TextIO = sys.stdout) -> AsyncIterato
                 console.line(f"叫号 请 {t['number']} 号到 {hall.windows[window].name} 办理")
 
             tasks.append(asyncio.create_task(
-                Kiosk(requester, topics, list(hall.queues), opts.rate, rng, stats, on_issue).run(), name="kiosk"))
+                Kiosk(kiosk, topics, list(hall.queues), opts.rate, rng, stats, on_issue).run(), name="kiosk"))
             for w in hall.windows:
                 tasks.append(asyncio.create_task(
-                    Clerk(w, requester, topics, opts.service_s, random.Random(rng.random()), stats, on_call).run(),
+                    Clerk(w, clerks, topics, opts.service_s, random.Random(rng.random()), stats, on_call).run(),
                     name=f"clerk-{w}"))
             tasks.append(asyncio.create_task(_watch_displays(emulators, console), name="displays"))
             yield running
