@@ -42,10 +42,12 @@ def _build_parser() -> argparse.ArgumentParser:
     central.add_argument("--check", action="store_true",
                          help="check the config and print the hall it describes, then exit (before a reload)")
 
+    from hallctl.access import cli as access_cli
     from hallctl.diag import cli as diag_cli, doctor
 
     diag_cli.add_parser(sub)
     doctor.add_parser(sub)
+    access_cli.add_parser(sub)
 
     demo = sub.add_parser("demo", help="run a simulated hall: broker, central, nodes, emulated displays, traffic",
                           description="A whole simulated hall in one process. Uses an embedded broker "
@@ -221,10 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hallctl.errors import ConfigError, StorageUnavailable
 
     try:
+        from hallctl.access import cli as access_cli
         from hallctl.diag import cli as diag_cli, doctor
 
         commands = {"node": _run_node, "central": _run_central, "demo": _run_demo, "diag": diag_cli.main,
-                    "doctor": doctor.main}
+                    "doctor": doctor.main, "broker-config": access_cli.main}
         return commands[args.command](args)
     except ConfigError as exc:
         print(f"hallctl {args.command}: configuration error: {exc.message}", file=sys.stderr)

@@ -24,6 +24,7 @@ import collections
 import logging
 import random
 import socket
+import ssl
 import threading
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping, Sequence
@@ -31,6 +32,7 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 import aiomqtt
 
 from hallctl.bus.messages import encode
+from hallctl.bus.tls import TlsSettings
 from hallctl.errors import HallctlError
 from hallctl.runtime.tasks import cancel_and_wait
 
@@ -94,7 +96,9 @@ class Bus:
         password: str | None = None,
         reconnect_max: float = 2.0,
         publish_timeout: float = 10.0,
+        tls: TlsSettings | None = None,
     ) -> None:
+        """``tls``: connect over TLS, verifying the broker against its CA (None: plain TCP)."""
         self.host, self.port, self.client_id = host, port, client_id
         self.subscriptions = list(subscriptions)
         self.on_message = on_message
@@ -106,6 +110,8 @@ class Bus:
         self.username, self.password = username, password
         self.reconnect_max = reconnect_max
         self.publish_timeout = publish_timeout
+        self.tls = tls
+        self._tls_context: ssl.SSLContext | None = None  # made by run(): construction does no I/O
         self.connected = asyncio.Event()
         if _paho_log.level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
             _paho_log.setLevel(logging.CRITICAL)
@@ -266,6 +272,7 @@ class Bus:
             logger=_paho_log,
             queue_type=_handing_queue(deliver),
             max_inflight_messages=MAX_INFLIGHT,
+            tls_context=self._tls_context,
         )
 
     async def run(self) -> None:
@@ -274,6 +281,10 @@ class Bus:
         Messages are handed, in order, to one handler task, so the read loop sees a dead
         connection at once even while a handler is busy (mqtt-io #187)."""
         self._run_task = asyncio.current_task()
+        if self.tls is not None:
+            # once, before the first connection: a CA file gone since the config was read stops
+            # the start here (OSError, ssl.SSLError) instead of failing every reconnect
+            self._tls_context = self.tls.context()
         if self.outbox is not None:
             await self.outbox.aopen()  # a full disk stops the start here (StorageUnavailable)
         handler = asyncio.create_task(self._handle_inbox(), name=f"handler-{self.client_id}")
@@ -303,7 +314,8 @@ class Bus:
                     self.connected.set()
                     backoff = 0.1
                     if self._down_logged or self.connections == 1:
-                        log.info("connected to mqtt://%s:%d as %s", self.host, self.port, self.client_id)
+                        log.info("connected to %s://%s:%d as %s", "mqtts" if self.tls else "mqtt",
+                                 self.host, self.port, self.client_id)
                     self._down_logged = False
                     if self.outbox is not None:
                         drain = asyncio.create_task(self._drain(client), name=f"outbox-{self.client_id}")

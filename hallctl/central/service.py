@@ -43,6 +43,7 @@ from zoneinfo import ZoneInfo
 from hallctl.access.roles import Access, Client
 from hallctl.bus import messages
 from hallctl.bus.client import Bus, BusThread, Incoming
+from hallctl.bus.tls import TlsSettings
 from hallctl.bus.topics import Parsed, Topics, check_id, check_name, parse
 from hallctl.central import replay
 from hallctl.central.core import Central
@@ -83,6 +84,8 @@ class MqttSettings:
     username: str | None = None
     password: str | None = field(default=None, repr=False)  # never in a log line or a traceback
     keepalive: int = 15
+    #: the hall's CA (and a client certificate) for MQTT over TLS; None: plain TCP
+    tls: TlsSettings | None = None
 
 
 class CentralService:
@@ -137,6 +140,7 @@ class CentralService:
             keepalive=mqtt.keepalive,
             username=mqtt.username,
             password=mqtt.password,
+            tls=mqtt.tls,
         )
         #: the read-only actions' own connection and thread: a burst of writes queued at the broker
         #: for ``bus``, or keeping this loop busy, does not delay them (bench/central_load.py)
@@ -150,6 +154,7 @@ class CentralService:
             keepalive=mqtt.keepalive,
             username=mqtt.username,
             password=mqtt.password,
+            tls=mqtt.tls,
         )
         self._reads_thread = BusThread(self.reads)
         self._reads_up = asyncio.Event()
@@ -615,5 +620,6 @@ def _is_iso_date(value: object) -> bool:
 def central_from_config(cfg: CentralConfig) -> CentralService:
     """Build the service from a validated central config (no I/O: ``run()`` opens the store)."""
     hall = hall_from_config(cfg)
-    mqtt = MqttSettings(cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.username, cfg.mqtt.password, cfg.mqtt.keepalive)
+    mqtt = MqttSettings(cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.username, cfg.mqtt.password, cfg.mqtt.keepalive,
+                        cfg.mqtt.tls)
     return CentralService(hall, str(cfg.store.path), mqtt, client_id=cfg.id, clients=cfg.clients)

@@ -14,11 +14,13 @@ This module knows nothing of nodes or central: :mod:`hallctl.config.node` and
 from __future__ import annotations
 
 import difflib
+import ssl
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from hallctl.bus.tls import MQTT_TLS_PORT, TlsSettings
 from hallctl.errors import ConfigError
 from hallctl.ids import id_problem
 
@@ -39,6 +41,8 @@ __all__ = [
     "read_toml",
     "store_path",
     "parse_mqtt",
+    "config_relative",
+    "MQTT_TLS_PORT",
 ]
 
 #: the default of a :class:`Field` that must be given
@@ -60,6 +64,20 @@ class MqttConfig:
     username: str | None = None
     password: str | None = field(default=None, repr=False)  # never in logs or reprs
     keepalive: int = 15
+    #: where the password was read from (``password_file``); None: given inline, or none
+    password_file: Path | None = None
+    #: the CA that signed the broker's certificate: set, the connection is TLS
+    tls_ca: Path | None = None
+    #: a client certificate and its key, for a broker that requires one
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @property
+    def tls(self) -> TlsSettings | None:
+        """What :class:`hallctl.bus.client.Bus` takes as ``tls``; None: plain TCP."""
+        if self.tls_ca is None:
+            return None
+        return TlsSettings(self.tls_ca, self.tls_cert, self.tls_key)
 
 
 @dataclass(frozen=True)
@@ -106,6 +124,10 @@ MQTT_FIELDS = (
     Field("username", str, None),
     Field("password", str, None),
     Field("keepalive", int, 15, between(1, 65535)),
+    Field("password_file", str, None, non_empty),
+    Field("tls_ca", str, None, non_empty),
+    Field("tls_cert", str, None, non_empty),
+    Field("tls_key", str, None, non_empty),
 )
 STORE_FIELDS = (Field("path", str, None, non_empty),)
 
@@ -253,6 +275,80 @@ def store_path(value: str | None, default_name: str, file: str | None) -> Path:
 
 
 def parse_mqtt(r: Reader, data: Mapping[str, Any]) -> MqttConfig:
-    """The document's ``[mqtt]`` section (all defaults when absent)."""
-    return MqttConfig(**r.table(data.get("mqtt", {}), "mqtt", MQTT_FIELDS))
+    """The document's ``[mqtt]`` section (all defaults when absent). The files it names are read
+    (``password_file``) or tried (``tls_*``) now, so a missing or unreadable one stops the start
+    with the key's name rather than failing at every reconnect. Relative paths are relative to
+    the config file."""
+    raw = data.get("mqtt", {})
+    m = r.table(raw, "mqtt", MQTT_FIELDS)
+    files = {k: config_relative(m.pop(k), r.file) for k in ("password_file", "tls_ca", "tls_cert", "tls_key")}
+    if files["password_file"] is not None:
+        if m["password"] is not None:
+            raise r.error("mqtt.password_file", "give password or password_file, not both")
+        m["password"] = _read_password(r, files["password_file"])
+    if files["tls_ca"] is None:
+        for key in ("tls_cert", "tls_key"):
+            if files[key] is not None:
+                raise r.error(f"mqtt.{key}", "needs tls_ca too (the CA of the broker's certificate turns TLS on)")
+    else:
+        if files["tls_key"] is not None and files["tls_cert"] is None:
+            raise r.error("mqtt.tls_key", "needs tls_cert too (the client certificate the key belongs to)")
+        for key in ("tls_ca", "tls_cert", "tls_key"):
+            if files[key] is not None:
+                _readable(r, f"mqtt.{key}", files[key])
+        _check_tls(r, TlsSettings(files["tls_ca"], files["tls_cert"], files["tls_key"]))
+        if "port" not in (raw if isinstance(raw, dict) else {}):
+            m["port"] = MQTT_TLS_PORT
+    return MqttConfig(**m, **files)
 
+
+def config_relative(value: str | None, file: str | None) -> Path | None:
+    """A path from a config file: relative -> relative to the file, not to the working directory."""
+    if value is None:
+        return None
+    path = Path(value)
+    if not path.is_absolute() and file is not None:
+        path = Path(file).resolve().parent / path
+    return path
+
+
+def _readable(r: Reader, key: str, path: Path) -> None:
+    try:
+        with open(path, "rb"):
+            pass
+    except FileNotFoundError:
+        raise r.error(key, f"file not found: {path}") from None
+    except IsADirectoryError:
+        raise r.error(key, f"is a directory, not a file: {path}") from None
+    except OSError as exc:
+        raise r.error(key, f"cannot read {path}: {exc.strerror or exc} (it must be readable by the "
+                           "user hallctl runs as)") from None
+
+
+def _read_password(r: Reader, path: Path) -> str:
+    """The password in ``path`` (one line; surrounding white space and the newline dropped). The
+    error never quotes the file's content."""
+    _readable(r, "mqtt.password_file", path)
+    try:
+        password = path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise r.error("mqtt.password_file", f"not UTF-8 text: {path}") from None
+    if not password:
+        raise r.error("mqtt.password_file", f"is empty: {path}")
+    if "\n" in password:
+        raise r.error("mqtt.password_file", f"holds more than one line: {path} (the password alone, on one line)")
+    return password
+
+
+def _check_tls(r: Reader, tls: TlsSettings) -> None:
+    """Load the files as the connection will, so a wrong one is named now: the CA alone first,
+    then with the client certificate."""
+    for key, settings in (("mqtt.tls_ca", TlsSettings(tls.ca)), ("mqtt.tls_cert", tls)):
+        try:
+            settings.context()
+        except ssl.SSLError as exc:
+            what = "a PEM CA certificate" if key == "mqtt.tls_ca" else "a PEM certificate whose key is tls_key (or in the file)"
+            path = tls.ca if key == "mqtt.tls_ca" else tls.cert
+            raise r.error(key, f"{path} is not {what}: {exc.reason or exc}") from None
+        except OSError as exc:
+            raise r.error(key, f"cannot load: {exc.strerror or exc}") from None

@@ -1,9 +1,10 @@
 """``hallctl diag``: what the hall's nodes and devices say about themselves, over MQTT.
 
 Every option also comes from the environment (``HALLCTL_BROKER``, ``HALLCTL_HALL``,
-``HALLCTL_USERNAME``, ``HALLCTL_PASSWORD_FILE``, ``HALLCTL_CONFIG``, ``HALLCTL_TIMEOUT``); a node
-config (``-c``) gives the broker, the hall and the credentials of that node. A password is read
-from a file, never from the command line (where ``ps`` would show it).
+``HALLCTL_USERNAME``, ``HALLCTL_PASSWORD_FILE``, ``HALLCTL_TLS_CA``, ``HALLCTL_CONFIG``,
+``HALLCTL_TIMEOUT``); a node config (``-c``) gives the broker, the hall, the credentials and the
+TLS settings of that node. A password is read from a file, never from the command line (where
+``ps`` would show it).
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import asyncio
 import json
 import logging
 import os
+import ssl
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Sequence
 
+from hallctl.bus.tls import MQTT_TLS_PORT, TlsSettings
 from hallctl.bus.topics import Topics, parse
 from hallctl.diag.session import BrokerUnreachable, Connection, Session
 from hallctl.ids import id_problem
@@ -27,7 +31,7 @@ OK, PROBLEM, USAGE, NO_ANSWER, UNREACHABLE = 0, 1, 2, 3, 4
 EPILOG = """\
 settings: a command-line option wins, then the node config given with -c, then the environment
 (HALLCTL_BROKER, HALLCTL_HALL, HALLCTL_CONFIG, HALLCTL_USERNAME, HALLCTL_PASSWORD_FILE,
-HALLCTL_TIMEOUT, HALLCTL_JSON=1), then the defaults.
+HALLCTL_TLS_CA, HALLCTL_TIMEOUT, HALLCTL_JSON=1), then the defaults.
 
 exit codes: 0 all well; 1 a problem was found (a node lost, a device not ok, an action answered
 an error); 2 usage error (unknown node, device or action); 3 no answer in time; 4 broker
@@ -50,10 +54,13 @@ def add_parser(sub: Any) -> None:
                         help="MQTT broker (else -c's, else env HALLCTL_BROKER, else 127.0.0.1:1883)")
     common.add_argument("--hall", help="hall id (else -c's, else env HALLCTL_HALL)")
     common.add_argument("-c", "--config", metavar="FILE",
-                        help="take broker, hall and credentials from this node config (else env HALLCTL_CONFIG)")
+                        help="take broker, hall, credentials and TLS from this node config (else env HALLCTL_CONFIG)")
     common.add_argument("--username", help="MQTT user (else -c's, else env HALLCTL_USERNAME)")
     common.add_argument("--password-file", metavar="FILE",
                         help="file holding the MQTT password (else env HALLCTL_PASSWORD_FILE)")
+    common.add_argument("--tls-ca", metavar="FILE",
+                        help="connect over TLS, verifying the broker against this CA certificate "
+                             "(else -c's [mqtt] tls_ca, else env HALLCTL_TLS_CA)")
     common.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
                         help="seconds to wait for the broker and for answers (else env HALLCTL_TIMEOUT, else 5)")
     common.add_argument("--json", action="store_true", default=env_flag("HALLCTL_JSON"),
@@ -113,22 +120,28 @@ def positive_seconds(text: str) -> float:
 def _connection(args: argparse.Namespace) -> Connection:
     """Settings: an option, else the node config (-c), else the environment, else the default."""
     env = os.environ.get
-    host, port, hall, username, password = "127.0.0.1", 1883, env("HALLCTL_HALL"), env("HALLCTL_USERNAME"), None
+    host, port, hall, username, password = "127.0.0.1", None, env("HALLCTL_HALL"), env("HALLCTL_USERNAME"), None
     broker = env("HALLCTL_BROKER")
     config = args.config or env("HALLCTL_CONFIG")
     password_file = args.password_file or env("HALLCTL_PASSWORD_FILE")
+    tls = TlsSettings(Path(env("HALLCTL_TLS_CA", ""))) if env("HALLCTL_TLS_CA") else None
     if config:
         from hallctl.config import load_node_config
 
         cfg = load_node_config(config)
         broker = None  # the file's broker beats the environment's
         host, port, hall, username, password = cfg.mqtt.host, cfg.mqtt.port, cfg.hall, cfg.mqtt.username, cfg.mqtt.password
+        tls = cfg.mqtt.tls
+    if args.tls_ca:  # another CA; a client certificate from -c stays
+        tls = TlsSettings(Path(args.tls_ca), tls.cert if tls else None, tls.key if tls else None)
     broker = args.broker or broker
     if broker:
         h, _, p = broker.rpartition(":")
         if not p.isdigit() or "/" in h or not 0 < int(p) < 65536:
             raise ValueError(f"the broker is HOST:PORT (e.g. 192.168.1.10:1883), got {broker!r}")
         host, port = h or host, int(p)
+    if port is None:
+        port = MQTT_TLS_PORT if tls else 1883
     hall = args.hall or hall
     if not hall:
         raise ValueError("which hall? give --hall ID (or HALLCTL_HALL, or -c a node config)")
@@ -141,13 +154,18 @@ def _connection(args: argparse.Namespace) -> Connection:
                 password = fh.read().strip()
         except OSError as exc:
             raise ValueError(f"cannot read the password file: {exc.strerror or exc}") from None
+    if tls is not None:
+        try:
+            tls.context()
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot use the TLS CA {tls.ca}: {getattr(exc, 'strerror', None) or exc}") from None
     timeout = args.timeout
     if timeout is None:
         try:
             timeout = positive_seconds(env("HALLCTL_TIMEOUT", "5"))
         except argparse.ArgumentTypeError as exc:
             raise ValueError(f"HALLCTL_TIMEOUT: {exc}") from None
-    return Connection(host, port, hall, username, password, timeout)
+    return Connection(host, port, hall, username, password, timeout, tls)
 
 
 # -- nodes and devices ---------------------------------------------------------------------------

@@ -194,13 +194,20 @@ async def _broker_check(cfg: Any, timeout: float) -> Check:
     from hallctl.bus.probe import probe_broker
 
     m = cfg.mqtt
-    problem = await probe_broker(m.host, m.port, username=m.username, password=m.password, timeout=timeout)
+    problem = await probe_broker(m.host, m.port, username=m.username, password=m.password, timeout=timeout,
+                                 tls=m.tls)
     if problem is None:
-        return Check("broker", "ok", f"{m.host}:{m.port} accepts {m.username or 'anonymous'}")
+        over = f" over TLS (CA {m.tls_ca})" if m.tls else ""
+        return Check("broker", "ok", f"{m.host}:{m.port} accepts {m.username or 'anonymous'}{over}")
+    if m.tls and ("certificate" in problem or "TLS" in problem):
+        return Check("broker", "fail", problem,
+                     f"[mqtt] tls_ca in {cfg.file} must be the hall's CA (the one that signed the broker's "
+                     f"certificate), the certificate must name {m.host} in its subjectAltName, and [mqtt] port "
+                     "must be the broker's TLS listener (8883); docs/access.md, \"Certificates\"")
     if "credentials" in problem:
         return Check("broker", "fail", problem,
-                     f"set [mqtt] username and password in {cfg.file} to this node's account "
-                     "(mosquitto_passwd on the broker's host creates or resets it)")
+                     f"set [mqtt] username and password_file in {cfg.file} to this node's account "
+                     "and the credential hallctl broker-config wrote for it (docs/access.md)")
     return Check("broker", "fail", problem,
                  f"is Mosquitto running on {m.host}? (systemctl status mosquitto); check [mqtt] host and port "
                  f"in {cfg.file}; a firewall must let TCP {m.port} through")
@@ -213,7 +220,8 @@ async def _hall_checks(cfg: Any, plans: list[Any], timeout: float) -> list[Check
     from hallctl.diag.session import Connection, Session
 
     topics = Topics(cfg.hall)
-    conn = Connection(cfg.mqtt.host, cfg.mqtt.port, cfg.hall, cfg.mqtt.username, cfg.mqtt.password, timeout)
+    conn = Connection(cfg.mqtt.host, cfg.mqtt.port, cfg.hall, cfg.mqtt.username, cfg.mqtt.password, timeout,
+                      cfg.mqtt.tls)
     follows = [(plan.id, f) for plan in plans if plan.app is not None and not plan.disabled
                for f in plan.app(_NoContext(topics), plan.app_options).subscriptions()]
     async with Session(conn, ["hallctl/v1/+/central/status", *sorted({f for _, f in follows})]) as s:
@@ -255,11 +263,13 @@ async def _clock_check(cfg: Any, timeout: float) -> Check:
     from hallctl.bus.topics import Topics
 
     topics = Topics(cfg.hall)
-    client = f"doctor-{cfg.id}"[:63]
-    requester = Requester(client)
-    bus = Bus(cfg.mqtt.host, cfg.mqtt.port, client, subscriptions=[(topics.central_res(client), 1)],
+    connection_id = f"doctor-{cfg.id}"[:63]  # not the node's own (node-<id>): that would take its session
+    # the broker's ACL lets user U send only on central/req/U/... and read only central/res/U
+    client = cfg.mqtt.username or connection_id
+    requester = Requester(connection_id)
+    bus = Bus(cfg.mqtt.host, cfg.mqtt.port, connection_id, subscriptions=[(topics.central_res(client), 1)],
               on_message=requester.on_message, clean_session=True,
-              username=cfg.mqtt.username, password=cfg.mqtt.password)
+              username=cfg.mqtt.username, password=cfg.mqtt.password, tls=cfg.mqtt.tls)
     requester.bus = bus
     task = asyncio.create_task(bus.run())
     try:

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from hallctl.bus import messages
 from hallctl.bus.client import Bus, Incoming
 from hallctl.bus.probe import probe_broker
+from hallctl.bus.tls import TlsSettings
 from hallctl.bus.topics import RETAINED_KINDS, Topics, matches, parse
 
 
@@ -32,9 +33,12 @@ class Connection:
     username: str | None = None
     password: str | None = None
     timeout: float = 5.0
+    #: TLS to the broker (its CA); None: plain TCP
+    tls: TlsSettings | None = None
 
     def __repr__(self) -> str:  # never the password
-        return f"Connection({self.host}:{self.port}, hall={self.hall!r}, user={self.username!r})"
+        over = f", tls ca={self.tls.ca}" if self.tls else ""
+        return f"Connection({self.host}:{self.port}, hall={self.hall!r}, user={self.username!r}{over})"
 
 
 class Session:
@@ -53,14 +57,14 @@ class Session:
         self.client_id = "".join(c if c.isalnum() or c == "-" else "-" for c in client_id)
         self.bus = Bus(conn.host, conn.port, self.client_id, subscriptions=[(f, 1) for f in filters],
                        on_message=self._on_message, clean_session=True,
-                       username=conn.username, password=conn.password, reconnect_max=1.0)
+                       username=conn.username, password=conn.password, reconnect_max=1.0, tls=conn.tls)
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> "Session":
         # one plain attempt first: a refused connection, an unknown host or refused credentials
         # are said at once and in their own words, not as a time-out
         problem = await probe_broker(self.conn.host, self.conn.port, username=self.conn.username,
-                                     password=self.conn.password, timeout=self.conn.timeout)
+                                     password=self.conn.password, timeout=self.conn.timeout, tls=self.conn.tls)
         if problem is not None:
             raise BrokerUnreachable(problem)
         self._task = asyncio.create_task(self.bus.run())

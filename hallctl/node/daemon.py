@@ -88,6 +88,7 @@ class Node:
             keepalive=cfg.mqtt.keepalive,
             username=cfg.mqtt.username,
             password=cfg.mqtt.password,
+            tls=cfg.mqtt.tls,
         )
 
     @property
