@@ -114,3 +114,23 @@ async def test_display_that_comes_back_is_brought_up_to_date(mosquitto, tmp_path
                 ok = await asyncio.to_thread(
                     emu.wait_for, lambda: emu.screens[1].lines == ["请A001号", "到3号窗口办理"], 10)
                 assert ok, emu.screens[1].lines
+
+
+async def test_a_node_with_no_devices_yet_comes_up_and_says_so(mosquitto, tmp_path):
+    """A node installed before its devices are wired (config with no [[device]]): it used to crash
+    at start (an empty set of workers); it is ready, with an empty device list in its birth."""
+    from hallctl.config import parse_node_config
+    from hallctl.node.daemon import Node
+    from hallkit import Running
+
+    host, port = mosquitto.host, mosquitto.port
+    async with Observer(host, port, [T.node_birth("window-9")]) as obs:
+        node = Node(parse_node_config({"node": {"id": "window-9", "hall": HALL},
+                                       "mqtt": {"host": host, "port": port, "keepalive": 5},
+                                       "store": {"path": str(tmp_path / "n.db")}}))
+        run = Running(node)
+        try:
+            birth = (await obs.wait_for(T.node_birth("window-9")))[0]
+            assert birth["devices"] == [] and not run.task.done()
+        finally:
+            await run.stop()

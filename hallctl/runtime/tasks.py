@@ -27,6 +27,8 @@ async def run_together(coros: Iterable[tuple[str, Coroutine[Any, Any, Any]]]) ->
     :func:`cancel_and_wait`; unlike ``TaskGroup``, a swallowed cancellation cannot hang the stop.
     """
     tasks = [asyncio.create_task(coro, name=name) for name, coro in coros]
+    if not tasks:  # nothing to run (a node with no devices yet): all have ended
+        return
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
