@@ -140,3 +140,21 @@ async def test_json_of_nodes_events_and_health_parses(mosquitto, hall, tmp_path)
     rc, _, err = await diag(mosquitto, "nodes", "--timeout", "1",
                             env_extra={"HALLCTL_BROKER": "127.0.0.1:1", "HALLCTL_PASSWORD_FILE": str(secret)})
     assert rc == 4 and "cannot connect to 127.0.0.1:1" in err and "not-needed-here" not in err
+
+
+def test_a_node_config_s_password_beats_the_environment_s(tmp_path, monkeypatch):
+    """The order diag --help gives: an option, else -c's node config, else the environment."""
+    from hallctl.cli import _build_parser
+    from hallctl.diag.cli import _connection
+
+    (tmp_path / "node.pw").write_text("from-the-node-config\n")
+    (tmp_path / "env.pw").write_text("from-the-environment\n")
+    (tmp_path / "option.pw").write_text("from-the-option\n")
+    config = tmp_path / "node.toml"
+    config.write_text('[node]\nid = "window-3"\nhall = "h"\n[mqtt]\nusername = "window-3"\npassword_file = "node.pw"\n')
+    monkeypatch.setenv("HALLCTL_PASSWORD_FILE", str(tmp_path / "env.pw"))
+    parse = _build_parser().parse_args
+    assert _connection(parse(["diag", "nodes", "-c", str(config)])).password == "from-the-node-config"
+    assert _connection(parse(["diag", "nodes", "-c", str(config), "--password-file",
+                              str(tmp_path / "option.pw")])).password == "from-the-option"
+    assert _connection(parse(["diag", "nodes", "--hall", "h"])).password == "from-the-environment"

@@ -123,7 +123,7 @@ def _connection(args: argparse.Namespace) -> Connection:
     host, port, hall, username, password = "127.0.0.1", None, env("HALLCTL_HALL"), env("HALLCTL_USERNAME"), None
     broker = env("HALLCTL_BROKER")
     config = args.config or env("HALLCTL_CONFIG")
-    password_file = args.password_file or env("HALLCTL_PASSWORD_FILE")
+    password_file = args.password_file
     tls = TlsSettings(Path(env("HALLCTL_TLS_CA", ""))) if env("HALLCTL_TLS_CA") else None
     if config:
         from hallctl.config import load_node_config
@@ -132,6 +132,8 @@ def _connection(args: argparse.Namespace) -> Connection:
         broker = None  # the file's broker beats the environment's
         host, port, hall, username, password = cfg.mqtt.host, cfg.mqtt.port, cfg.hall, cfg.mqtt.username, cfg.mqtt.password
         tls = cfg.mqtt.tls
+    if password_file is None and password is None:  # the file's password beats the environment's
+        password_file = env("HALLCTL_PASSWORD_FILE")
     if args.tls_ca:  # another CA; a client certificate from -c stays
         tls = TlsSettings(Path(args.tls_ca), tls.cert if tls else None, tls.key if tls else None)
     broker = args.broker or broker
