@@ -22,6 +22,8 @@ hall's queue logic, coordinated over MQTT (topic contract v1, docs/topics.md).
   hallctl node -c FILE         one node's devices (window displays, ...)
   hallctl diag devices         what every device says about its health (a technician's tool)
   hallctl doctor -c FILE       check a node: config, ports, font, broker, clock, disk
+  hallctl broker-config -c FILE --out DIR   Mosquitto's logins, ACL and TLS listener from central's config
+  hallctl conformance --hall ID             check a central (ours or another vendor's) against the contract
 """
 
 
@@ -43,11 +45,13 @@ def _build_parser() -> argparse.ArgumentParser:
                          help="check the config and print the hall it describes, then exit (before a reload)")
 
     from hallctl.access import cli as access_cli
+    from hallctl.conformance import cli as conformance_cli
     from hallctl.diag import cli as diag_cli, doctor
 
     diag_cli.add_parser(sub)
     doctor.add_parser(sub)
     access_cli.add_parser(sub)
+    conformance_cli.add_parser(sub)
 
     demo = sub.add_parser("demo", help="run a simulated hall: broker, central, nodes, emulated displays, traffic",
                           description="A whole simulated hall in one process. Uses an embedded broker "
@@ -224,10 +228,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         from hallctl.access import cli as access_cli
+        from hallctl.conformance import cli as conformance_cli
         from hallctl.diag import cli as diag_cli, doctor
 
         commands = {"node": _run_node, "central": _run_central, "demo": _run_demo, "diag": diag_cli.main,
-                    "doctor": doctor.main, "broker-config": access_cli.main}
+                    "doctor": doctor.main, "broker-config": access_cli.main,
+                    "conformance": conformance_cli.main}
         return commands[args.command](args)
     except ConfigError as exc:
         print(f"hallctl {args.command}: configuration error: {exc.message}", file=sys.stderr)

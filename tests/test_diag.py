@@ -145,7 +145,7 @@ async def test_json_of_nodes_events_and_health_parses(mosquitto, hall, tmp_path)
 def test_a_node_config_s_password_beats_the_environment_s(tmp_path, monkeypatch):
     """The order diag --help gives: an option, else -c's node config, else the environment."""
     from hallctl.cli import _build_parser
-    from hallctl.diag.cli import _connection
+    from hallctl.diag.settings import connection_from as _connection
 
     (tmp_path / "node.pw").write_text("from-the-node-config\n")
     (tmp_path / "env.pw").write_text("from-the-environment\n")

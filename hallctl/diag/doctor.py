@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hallctl.diag.cli import env_flag, positive_seconds
+from hallctl.diag.settings import env_flag, positive_seconds
 
 #: the store needs at least this much free space (a day of outbox at a busy hall is well under)
 MIN_FREE_BYTES = 64 * 1024 * 1024

@@ -41,6 +41,32 @@ class Connection:
         return f"Connection({self.host}:{self.port}, hall={self.hall!r}, user={self.username!r}{over})"
 
 
+async def start_bus(bus: Bus, conn: Connection) -> asyncio.Task[None]:
+    """``bus`` running and connected (its task). One plain attempt first: a refused connection, an
+    unknown host or refused credentials are said at once and in their own words, not as a
+    time-out. Raises :class:`BrokerUnreachable`."""
+    problem = await probe_broker(conn.host, conn.port, username=conn.username, password=conn.password,
+                                 timeout=conn.timeout, tls=conn.tls)
+    if problem is not None:
+        raise BrokerUnreachable(problem)
+    task = asyncio.create_task(bus.run())
+    try:
+        async with asyncio.timeout(conn.timeout):
+            await bus.connected.wait()
+    except TimeoutError:
+        await stop_bus(bus, task)
+        raise BrokerUnreachable(f"no MQTT connection to {conn.host}:{conn.port} within {conn.timeout:g} s "
+                                "(broker down, wrong address, or credentials refused)") from None
+    return task
+
+
+async def stop_bus(bus: Bus, task: asyncio.Task[None] | None) -> None:
+    await bus.close()
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 class Session:
     """``async with Session(conn, filters) as s:`` connected and subscribed to ``filters``;
     ``s.retained`` holds the last document per topic (empty payloads remove it)."""
@@ -61,20 +87,7 @@ class Session:
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> "Session":
-        # one plain attempt first: a refused connection, an unknown host or refused credentials
-        # are said at once and in their own words, not as a time-out
-        problem = await probe_broker(self.conn.host, self.conn.port, username=self.conn.username,
-                                     password=self.conn.password, timeout=self.conn.timeout, tls=self.conn.tls)
-        if problem is not None:
-            raise BrokerUnreachable(problem)
-        self._task = asyncio.create_task(self.bus.run())
-        try:
-            async with asyncio.timeout(self.conn.timeout):
-                await self.bus.connected.wait()
-        except TimeoutError:
-            await self.close()
-            raise BrokerUnreachable(f"no MQTT connection to {self.conn.host}:{self.conn.port} within "
-                                    f"{self.conn.timeout:g} s (broker down, wrong address, or credentials refused)") from None
+        self._task = await start_bus(self.bus, self.conn)
         self._last_message = asyncio.get_running_loop().time()
         return self
 
@@ -82,10 +95,7 @@ class Session:
         await self.close()
 
     async def close(self) -> None:
-        await self.bus.close()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await stop_bus(self.bus, self._task)
 
     async def settle(self, quiet: float = 0.3, longest: float = 3.0) -> None:
         """Wait until the retained copies have arrived: ``quiet`` seconds without a message."""
