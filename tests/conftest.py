@@ -2,6 +2,9 @@
 
 The observer uses aiomqtt directly (not hallctl's bus) so the tests check hallctl against an
 outside client, the way another system would see it.
+
+Every Mosquitto the suite starts is recorded (tests/traffic_recorder.py), and the contract's
+traffic test, moved to the end of the run, checks all of it against the JSON Schemas (issue 8).
 """
 
 from __future__ import annotations
@@ -12,10 +15,29 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import traffic_recorder
 
 from hallctl.sim.mosquitto import MosquittoProcess
 
 ROOT = Path(__file__).resolve().parent.parent
+#: the test that checks the whole run's traffic: it runs last, whatever the order asked for
+TRAFFIC_TEST = "test_contract_traffic.py::test_every_payload_of_the_run_fits_its_schema"
+
+traffic_recorder.install()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    traffic_recorder.CURRENT["test"] = item.nodeid
+    try:
+        return (yield)
+    finally:
+        traffic_recorder.CURRENT["test"] = "(between tests)"
+
+
+def pytest_collection_modifyitems(session, config, items):
+    last = [item for item in items if item.nodeid.endswith(TRAFFIC_TEST)]
+    items[:] = [item for item in items if item not in last] + last
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +76,13 @@ def line_reader():
         return bytes(buf[: buf.index(b"\n")]) if b"\n" in buf else None
 
     return read
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # a debugging aid: HALLCTL_TRAFFIC_DUMP=file.pickle keeps the run's traffic for a closer look
+    dump = os.environ.get("HALLCTL_TRAFFIC_DUMP")
+    if dump:
+        import pickle
+
+        with open(dump, "wb") as f:
+            pickle.dump(traffic_recorder.TRAFFIC, f)

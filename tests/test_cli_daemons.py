@@ -87,7 +87,8 @@ async def test_node_stops_on_sigterm_while_its_display_is_busy(mosquitto, tmp_pa
         cfg = _example("node.example.toml", tmp_path, mosquitto.port, **{"/dev/ttyUSB0": emu.port})
         async with Observer(mosquitto.host, mosquitto.port, [t.node_status("window-3")]) as obs:
             await obs.publish(t.window_state("3"), {"v": 1, "window": "3", "name": "3号窗口", "state": "open",
-                                                    "ticket": {"number": "A001", "status": "called"}}, retain=True)
+                                                    "ticket": {"number": "A001", "queue": "a", "status": "called",
+                                                               "called_at": "2026-11-30T09:00:00+08:00", "recalls": 0}}, retain=True)
             for attempt in range(6):
                 proc = subprocess.Popen([PYTHON, "-m", "hallctl", "node", "-c", cfg], env=spawn_env(),
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

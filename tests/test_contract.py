@@ -78,7 +78,7 @@ async def test_late_will_of_an_old_connection_is_overwritten(mosquitto, tmp_path
             async with Observer(mosquitto.host, mosquitto.port, [status]) as obs:
                 await obs.wait_for(status, lambda d: d["state"] == "ready")
                 # what the broker would publish for a connection that died before this one
-                await obs.publish(status, {"v": 1, "state": "lost", "bd_seq": node.bd_seq - 1, "ts": "x"}, retain=True)
+                await obs.publish(status, {"v": 1, "state": "lost", "bd_seq": node.bd_seq - 1, "ts": "2026-11-30T08:00:00.000Z"}, retain=True)
                 await obs.wait_for(status, lambda d: d["state"] == "ready", count=2)
             async with Observer(mosquitto.host, mosquitto.port, [status]) as late:
                 retained = (await late.wait_for(status))[0]

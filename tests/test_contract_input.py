@@ -113,3 +113,18 @@ async def test_an_unknown_action_is_answered_with_every_action_central_has(mosqu
         assert err["error"]["code"] == "unknown_command"
         for action in ("ticket.issue", "window.call_next", "queue.status", "kpi.summary", "staffing.advice"):
             assert action in err["error"]["message"]
+
+
+def test_the_queries_refuse_unknown_fields_as_every_other_action(tmp_path):
+    """kpi.summary and staffing.advice took any data; every other action answers an unknown field
+    bad_request naming it (the request schema is closed)."""
+    from hallkit import hall_spec
+
+    from hallctl.central.service import CentralService, MqttSettings
+
+    svc = CentralService(hall_spec(), str(tmp_path / "c.db"), MqttSettings())
+    for action, data in (("kpi.summary", {"dya": "2026-11-30"}), ("staffing.advice", {"day": "2026-11-30"})):
+        answer = svc.respond("k", action, json.dumps({"v": 1, "request_id": "q", "data": data}).encode())
+        assert answer["error"]["code"] == "bad_request" and answer["error"]["detail"]["field"] == next(iter(data)), answer
+    ok = svc.respond("k", "kpi.summary", b'{"v": 1, "request_id": "q2", "data": {"day": "2026-11-30"}}')
+    assert ok["status"] == "ok"

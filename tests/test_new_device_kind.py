@@ -73,8 +73,9 @@ async def test_a_kind_from_outside_runs_end_to_end(mosquitto_session, tmp_path):
                 await obs.wait_for(T.dev_state(nid, "bell"), lambda d: d["available"] and d["health"] == "ok")
 
                 # the hall calls a number at window 3: the app rings the bell twice
-                await obs.publish(T.window_state("3"), {"v": 1, "window": "3", "state": "open",
-                                                        "ticket": {"number": "A007", "status": "called"}}, retain=True)
+                await obs.publish(T.window_state("3"), {"v": 1, "window": "3", "name": "3号窗口", "state": "open",
+                                                        "ticket": {"number": "A007", "queue": "a", "status": "called",
+                                                                   "called_at": "2026-11-30T09:00:00+08:00", "recalls": 0}}, retain=True)
                 for _ in range(100):
                     if bell.rings == 2:
                         break

@@ -100,7 +100,8 @@ async def test_technician_test_text_gives_way_to_the_window_state(mosquitto, tmp
     with BxEmulator() as emu:
         async with Observer(mosquitto.host, mosquitto.port, [f"hallctl/v1/{HALL}/node/+/dev/+/res/+"]) as obs:
             await obs.publish(T.window_state("1"), {"v": 1, "window": "1", "name": "1号窗口", "state": "open",
-                                                    "ticket": {"number": "A007", "status": "called"}}, retain=True)
+                                                    "ticket": {"number": "A007", "queue": "a", "status": "called",
+                                                               "called_at": "2026-11-30T09:00:00+08:00", "recalls": 0}}, retain=True)
             async with window_node(mosquitto.host, mosquitto.port, tmp_path, "1", emu) as node:
                 called = ["请A007号", "到1号窗口办理"]
                 assert await asyncio.to_thread(emu.wait_for, lambda: emu.screens[1].lines == called, 10)

@@ -46,6 +46,7 @@ from hallctl.bus.client import Bus, BusThread, Incoming
 from hallctl.bus.tls import TlsSettings
 from hallctl.bus.topics import Parsed, Topics, check_id, check_name, parse
 from hallctl.central import replay
+from hallctl.central.args import check_fields
 from hallctl.central.core import Central
 from hallctl.central.hallconfig import hall_from_config
 from hallctl.central.health import HallHealth
@@ -186,6 +187,7 @@ class CentralService:
     def _query(self, action: str, data: dict[str, Any]) -> dict[str, Any]:
         if action in Central.READ_ONLY:
             return self.core.handle(action, data).data
+        check_fields(data, ("day",) if action == "kpi.summary" else ())  # as every other action
         if action == "kpi.summary":
             day = data.get("day")
             if day is not None and not _is_iso_date(day):
