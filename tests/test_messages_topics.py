@@ -112,3 +112,18 @@ def test_docs_topics_md_names_every_code_action_and_topic():
         if not any(shown == re.sub(r"<[a-z]+>", "<x>", t) for t in re.findall(r"^\| `([^`]+)`", doc, re.M)):
             missing.append(f"topic {kind}")
     assert not missing, missing
+
+
+def test_request_ids_never_read_as_a_phone_number(monkeypatch):
+    """pid 15454 and random bytes 53 95 05 once gave "demo-kiosk-15454-539505-1": 154 5453 9505 with
+    dashes, which the masker (and the schemas' privacy rule) read as a mobile number."""
+    import os
+
+    from hallctl.bus.requests import Requester
+    from hallctl.privacy import scrub
+
+    monkeypatch.setattr(os, "getpid", lambda: 15454)
+    monkeypatch.setattr(os, "urandom", lambda n: bytes.fromhex("539505138001")[:n])
+    requester = Requester("kiosk-13")
+    ids = [requester.new_id() for _ in range(12)]
+    assert all(scrub(i) == i for i in ids), ids

@@ -26,10 +26,12 @@ class Requester:
         self.bus: Bus | None = None
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
-        self._prefix = f"{client_id}-{os.getpid()}-{os.urandom(3).hex()}"
+        # dots, not dashes, between the numbers: "kiosk-15454-539505-1" reads as a phone number
+        # (154 5453 9505, dashes allowed between digits) and would be masked wherever it is echoed
+        self._prefix = f"{client_id}.{os.getpid()}.{os.urandom(3).hex()}"
 
     def new_id(self) -> str:
-        return f"{self._prefix}-{next(self._ids)}"
+        return f"{self._prefix}.{next(self._ids)}"
 
     async def on_message(self, incoming: Incoming) -> bool:
         """Resolve the waiting call; True if the message was a response we were waiting for."""
