@@ -60,7 +60,8 @@ async def test_devices_lists_every_display_and_names_one_that_goes_quiet(mosquit
     assert "did not answer" in bad[0]["reason"] or "no reply" in bad[0]["reason"], bad[0]["reason"]
     rc, text, _ = await diag(mosquitto, "devices")
     line = next(line for line in text.splitlines() if line.startswith("window-2"))
-    assert " fault " in line and bad[0]["reason"] in line
+    # the reason may have moved on between the two calls (a failed show, then a failed probe)
+    assert " fault " in line and ("did not answer" in line or "no reply" in line), line
 
     # central's hall health says the same, and the display is back once it answers again
     await _wait_health(mosquitto, lambda h: any(p["node"] == "window-2" and p["health"] == "fault" for p in h["problems"]))
