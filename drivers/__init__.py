@@ -15,6 +15,7 @@ from hallctl_drivers.kinds import KINDS, Action, Kind, get_kind, register_kind
 REGISTRY: dict[str, str | type[Driver]] = {
     # profile "driver" value -> "module:Class", imported lazily (slow imports hurt a Pi's start-up)
     "onbon_bx": "hallctl_drivers.onbon_bx:OnbonBxDisplay",
+    "escpos": "hallctl_drivers.escpos:EscPosPrinter",
 }
 
 

@@ -122,3 +122,70 @@ WINDOW_DISPLAY = register_kind(Kind(
         }, feature="brightness"),
     },
 ))
+
+_TICKET_BLOCK: dict[str, Any] = {
+    "type": "object",
+    "description": "exactly one of text, qr, feed, rule",
+    "properties": {
+        "text": {"type": "string", "minLength": 1, "maxLength": 512,
+                 "description": "printed as is; \\n starts a new line; no other control characters"},
+        "size": {"type": "integer", "minimum": 1, "maximum": 8, "default": 1, "description": "width = height multiplier"},
+        "align": {"type": "string", "enum": ["left", "center", "right"], "description": "text: left, qr: center"},
+        "bold": {"type": "boolean", "default": False},
+        "qr": {"type": "string", "minLength": 1, "maxLength": 512, "description": "a QR code of this text (UTF-8)"},
+        "module": {"type": "integer", "minimum": 1, "maximum": 16, "description": "QR dots per module (default: the model's)"},
+        "feed": {"type": "integer", "minimum": 1, "maximum": 255, "description": "blank lines"},
+        "rule": {"type": "boolean", "enum": [True], "description": "a line across the paper"},
+    },
+    "additionalProperties": False,
+}
+_PRINT_PATH = {"type": "string", "enum": ["auto", "native", "raster"], "default": "auto",
+               "description": "native: the printer's fonts; raster: an image; auto: native when the model can"}
+_PRINTER_STATUS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        **{k: {"type": "boolean"} for k in ("online", "cover_open", "paper_near_end", "paper_end",
+                                            "cutter_error", "unrecoverable", "recoverable")},
+        "raw": {"type": "string", "description": "the replies to DLE EOT 1..4, hex"},
+    },
+}
+
+TICKET_PRINTER = register_kind(Kind(
+    name="ticket_printer",
+    doc="the kiosk's ESC/POS ticket printer; a ticket counts as printed only when print answered",
+    actions={
+        "print": Action("print", "print one ticket and cut; answers only once the printer has processed it and its "
+                                 "status after is fine (data: confirmed, bytes, path, cut, status); any doubt is an error", {
+            "type": "object",
+            "properties": {
+                "blocks": {"type": "array", "minItems": 1, "maxItems": 64, "items": _TICKET_BLOCK},
+                "cut": {"type": "boolean", "default": True, "description": "cut after the ticket (models with a cutter)"},
+                "path": _PRINT_PATH,
+            },
+            "required": ["blocks"],
+            "additionalProperties": False,
+        }),
+        "status": Action("status", "the printer's real-time status (DLE EOT 1..4); no reply is an error, never 'paper OK'"),
+        "test_ticket": Action("test_ticket", "print a test ticket: the model, its status bits and a QR code", {
+            "type": "object",
+            "properties": {"path": _PRINT_PATH,
+                           "qr": {"type": "string", "minLength": 1, "maxLength": 512}},
+            "additionalProperties": False,
+        }, test=True),
+        "recover": Action("recover", "recover from a recoverable error such as a cleared cutter jam (DLE ENQ)", {
+            "type": "object",
+            "properties": {"clear_buffer": {"type": "boolean", "default": True,
+                                            "description": "drop what the printer still holds (a voided ticket)"}},
+            "additionalProperties": False,
+        }),
+    },
+    events={"status_changed": {
+        "type": "object",
+        "properties": {"health": {"type": "string", "enum": ["ok", "degraded", "fault"]},
+                       "reason": {"type": "string"},
+                       "status": {**_PRINTER_STATUS, "type": ["object", "null"]}},
+        "required": ["health", "reason", "status"],
+    }},
+    state={"type": "object", "properties": {"status": _PRINTER_STATUS, "transport": {"type": "string"},
+                                             "recovered": {"type": "boolean"}}},
+))
