@@ -366,3 +366,23 @@ async def test_sync_on_state_callback_and_actions():
         assert worker.actions == FakeDriver.actions
     finally:
         await stop(task)
+
+
+async def test_a_fault_the_device_reports_is_looked_at_again_every_probe_interval():
+    """Paper out or a cover open: the printer answers, it says fault. Once the fault is cleared the
+    device is back at the next probe, not after a backoff grown through a long outage (here the
+    backoff is 100 s: the test would wait for it and fail)."""
+    hw, states = FakeHardware(), StateLog()
+    worker = make_worker(hw, states, probe_interval=0.01, backoff_initial=100, backoff_max=100)
+    task = asyncio.create_task(worker.run())
+    try:
+        await states.wait(up)
+        hw.health = Health.FAULT
+        fault = await states.wait(down)
+        while hw.starts < 4:  # several restarts while the fault lasts
+            await asyncio.sleep(0.01)
+        hw.health = Health.OK
+        state = await states.wait(up, after=states.states.index(fault))
+        assert state.health == "ok"
+    finally:
+        await stop(task)

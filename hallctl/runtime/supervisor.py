@@ -5,7 +5,8 @@ A :class:`DeviceWorker` owns one driver. It starts it (retrying with exponential
 jitter), then serves submitted commands one at a time (drivers assume a single outstanding
 request) and probes the device between commands. When the device fails it is marked offline,
 its driver is stopped and restarted with backoff; callers get a coded error at once instead of
-waiting through the outage.
+waiting through the outage. A fault the device reports itself (a printer out of paper) is looked at
+again every probe interval instead: it answers, and it should be back as soon as paper is in.
 
 Logging follows the Home Assistant rule: one WARNING when a device goes offline, one INFO when
 it is back; each retry in between is DEBUG only.
@@ -132,6 +133,9 @@ class DeviceWorker:
         self._attempt = 0  # consecutive failures; reset once the device serves something
         self._outage_logged = False  # the WARNING for the current outage was already written
         self._misconfigured = False  # the driver cannot be built: never retried
+        #: the last outage was the device itself saying fault (paper out, cover open): its link
+        #: works, so it is looked at again every probe interval, not after a growing backoff
+        self._reported_fault = False
 
     # -- public --------------------------------------------------------------------------
 
@@ -198,6 +202,8 @@ class DeviceWorker:
             await asyncio.Event().wait()  # until cancelled: retrying cannot fix a configuration
         if self._attempt:
             delay = self.backoff_delay(self._attempt)
+            if self._reported_fault:
+                delay = min(delay, self.probe_interval)
             self._log.debug(
                 "device %s: restart attempt %d in %.2f s", self.device_id, self._attempt, delay
             )
@@ -226,6 +232,7 @@ class DeviceWorker:
             return None
         self._driver = driver
         self._actions = tuple(getattr(driver, "actions", ()))
+        self._reported_fault = False
         try:
             await _within(driver.start(), self.start_timeout)
             result = await _within(driver.probe(), self.command_timeout)
@@ -240,6 +247,7 @@ class DeviceWorker:
         else:
             if health is not Health.FAULT:
                 return result
+            self._reported_fault = True
             await self._went_down(f"probe: {result.reason or 'fault'}")
         await self._stop_driver()
         return None
@@ -318,6 +326,7 @@ class DeviceWorker:
         except Exception as exc:
             return f"probe: {_describe(exc)}"
         if health is Health.FAULT:
+            self._reported_fault = True
             return f"probe: {result.reason or 'fault'}"
         self._attempt = 0
         if health.value != self._state.health:
