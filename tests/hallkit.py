@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import json
 import os
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
@@ -42,6 +44,19 @@ def node_config(host: str, port: int, tmp: Path, window: str, emu_port: str, nod
     }
 
 
+class RunningClock:
+    """Hall time that runs on with real time from wherever a test sets it (central's ``clock=``)."""
+
+    def __init__(self, at: datetime) -> None:
+        self.set(at)
+
+    def set(self, at: datetime) -> None:
+        self._at, self._t0 = at, time.monotonic()
+
+    def __call__(self) -> datetime:
+        return self._at + timedelta(seconds=time.monotonic() - self._t0)
+
+
 class Running:
     """A started asyncio task for a daemon, stopped cleanly by ``stop()``."""
 
@@ -55,8 +70,10 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def central(host: str, port: int, tmp: Path, windows: int = 3, **kw: Any) -> AsyncIterator[CentralService]:
-    svc = CentralService(hall_spec(windows), str(tmp / "central.db"), MqttSettings(host, port, keepalive=5), **kw)
+async def central(host: str, port: int, tmp: Path, windows: int = 3, hall: HallSpec | None = None,
+                  **kw: Any) -> AsyncIterator[CentralService]:
+    svc = CentralService(hall or hall_spec(windows), str(tmp / "central.db"), MqttSettings(host, port, keepalive=5),
+                         **kw)
     run = Running(svc)
     try:
         async with asyncio.timeout(10):

@@ -296,19 +296,21 @@ PUBLISHED = {
     "central/kpi": b'{"v":1}',
     "central/staffing": b'{"v":1}',
     "central/health": b'{"v":1}',
+    "central/catalogue": b'{"v":1}',
     "central/res/mgr": b'{"v":1,"request_id":"k1","status":"ok","data":{"by_clerk":{"s1024":{}}}}',
     "node/window-1/dev/display/state": b'{"v":1}',
     "board/state": b'{"v":1}',
 }
 #: what each reader must get of it, and nothing more
+PUBLIC = {"board/state", "central/catalogue"}
 READS = {
-    "kiosk-1": {"board/state"},
-    "window-1": {"board/state", "node/window-1/dev/display/state"},  # its own node subtree
-    "board-1": {"board/state"},
-    "sms-gw": {"board/state", "sms/out/r1"},
-    "tech": {"board/state", "central/health", "node/window-1/dev/display/state"},
-    "mgr": {"board/state", "central/kpi", "central/staffing", "central/health", "central/res/mgr",
-            "node/window-1/dev/display/state"},
+    "kiosk-1": PUBLIC,
+    "window-1": PUBLIC | {"node/window-1/dev/display/state"},  # its own node subtree
+    "board-1": PUBLIC,
+    "sms-gw": PUBLIC | {"sms/out/r1"},
+    "tech": PUBLIC | {"central/health", "node/window-1/dev/display/state"},
+    "mgr": PUBLIC | {"central/kpi", "central/staffing", "central/health", "central/res/mgr",
+                     "node/window-1/dev/display/state"},
     "central": set(PUBLISHED),
 }
 

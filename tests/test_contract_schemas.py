@@ -27,6 +27,7 @@ from hallctl import errors
 from hallctl.bus import messages, topics
 from hallctl.bus.topics import Topics
 from hallctl.central import args
+from hallctl.central.catalogue import catalogue_document
 from hallctl.central.core import Central
 from hallctl.central.health import HallHealth
 from hallctl.central.hours import OpeningHours
@@ -147,7 +148,8 @@ def _hall() -> HallSpec:
         {"1": WindowSpec("1", "1号窗口"), "2": WindowSpec("2", "2号窗口", ("b",))},
         recall_limit=1, auto_no_show=True, departments={"tax": DepartmentSpec("tax", "税务")},
         matters={"deed": MatterSpec("deed", "不动产登记", "b", "tax")},
-        hours=OpeningHours.parse(["08:00-12:00", "13:30-17:00"]))
+        hours=OpeningHours.parse(["08:00-12:00", "13:30-17:00"]), name="萧山区行政服务中心",
+        ticket_link="https://hall.example/t/{token}")
 
 
 class Samples:
@@ -189,6 +191,16 @@ class Samples:
         ask("ticket.issue", {"queue": "a", "priority": "appointment", "slot": slot.isoformat()})
         ask("ticket.issue", {"queue": "a", "priority": "appointment", "slot": (slot - timedelta(hours=1)).isoformat()})
         ask("ticket.issue", {"queue": "b", "birth_date": "19400101", "priority": "online"})
+        # printed: confirmed; the printer failed: voided; a kiosk that died: voided by central
+        printed = ask("ticket.issue", {"queue": "a", "confirm": "print"})["data"]
+        ask("ticket.status", {"token": printed["token"]})
+        ask("ticket.confirm", {"ticket": printed["ticket"]["number"]})
+        failed = ask("ticket.issue", {"queue": "b", "confirm": "print"})["data"]["ticket"]["id"]
+        ask("ticket.void", {"ticket": failed, "reason": "paper_out"})
+        ask("ticket.issue", {"queue": "a", "confirm": "print"})
+        self.add(T.central_catalogue, catalogue_document(svc.core, self.clock.now))  # pending: not waiting
+        self.clock.now += timedelta(seconds=svc.hall.print_confirm_s)
+        svc.tick()
         for action in ("window.call_next", "window.recall", "window.start"):
             ask(action, {"window": "1"})
         ask("window.transfer", {"window": "1", "matter": "deed"})
@@ -217,6 +229,9 @@ class Samples:
                                                     "expires_at": "2020-01-01T00:00:00Z"}))
         self.clock.now = self.clock.now.replace(hour=12, minute=30)  # the lunch break
         assert ask("ticket.issue", {"queue": "a"})["error"]["code"] == "hall_closed"
+        self.add(T.central_catalogue, catalogue_document(svc.core, self.clock.now))
+        always = Central(HallSpec(HALL, {"a": QueueSpec("a", "A", "综合受理")}, {}, classes=("green",)), self.clock)
+        self.add(T.central_catalogue, catalogue_document(always, self.clock.now))  # no hours, no name
         # what central publishes
         for event in svc.store.load_events():
             self.add(T.event(event.type), Central.event_public(event))
@@ -465,7 +480,8 @@ def test_any_json_gets_a_list_of_problems_never_an_exception(kind, doc):
              "dev_state": T.dev_state("n1", "d1"), "dev_cmd": T.dev_cmd("n1", "d1", "show"),
              "dev_res": T.dev_res("n1", "d1", "show"), "dev_event": T.dev_event("n1", "d1", "pressed")}.get(kind)
     topic = topic or {"central_status": T.central_status, "central_staffing": T.central_staffing,
-                      "central_kpi": T.central_kpi, "central_health": T.central_health, "board_state": T.board_state}[kind]
+                      "central_kpi": T.central_kpi, "central_health": T.central_health, "board_state": T.board_state,
+                      "central_catalogue": T.central_catalogue}[kind]
     found = problems(topic, json.dumps(doc, ensure_ascii=False).encode(), strict=True)
     assert isinstance(found, list) and all(isinstance(p, str) for p in found)
     assert found or isinstance(doc, dict)

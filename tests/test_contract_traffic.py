@@ -120,7 +120,7 @@ def _hall() -> HallSpec:
         recall_limit=1, auto_no_show=True,
         departments={"tax": DepartmentSpec("tax", "税务")},
         matters={"deed": MatterSpec("deed", "不动产登记", "b", "tax")},
-        hours=OpeningHours.parse(["08:00-17:00"]),
+        hours=OpeningHours.parse(["08:00-17:00"]), name="契约测试大厅", ticket_link="https://hall.example/t/{token}",
     )
 
 
@@ -229,6 +229,16 @@ async def _drive(hall: HallClient, clock: Clock, svc: CentralService) -> None:
     await ask("kiosk-1", "ticket.status", {"ticket": "A001"})
     await ask("boss", "kpi.summary")
     await ask("boss", "staffing.advice")
+    # print-confirmed issuance: a ticket printed, one whose print failed, one never confirmed
+    printed = await ask("kiosk-1", "ticket.issue", {"matter": "deed", "confirm": "print"})
+    await ask("kiosk-1", "ticket.status", {"token": printed["token"]})
+    await ask("kiosk-1", "ticket.confirm", {"ticket": printed["ticket"]["id"]})
+    failed = await ask("kiosk-1", "ticket.issue", {"queue": "a", "confirm": "print"})
+    await ask("kiosk-1", "ticket.void", {"ticket": failed["ticket"]["number"], "reason": "paper_out"})
+    await ask("kiosk-1", "ticket.issue", {"queue": "a", "confirm": "print"})
+    clock.now += timedelta(seconds=svc.hall.print_confirm_s)
+    await hall.obs.wait_for(T.event("ticket.voided"), lambda d: d["data"]["reason"] == "not_confirmed")
+    await hall.obs.wait_for(T.central_catalogue)
     # every error central answers
     await hall.obs.publish(T.central_req("kiosk-1", "ticket.issue"), b'{"v": 1, "request_id": ')
     await hall.obs.wait_for(T.central_res("kiosk-1"), lambda d: d.get("request_id") is None)

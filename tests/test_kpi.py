@@ -89,8 +89,8 @@ def test_summary_hall_queues_classes() -> None:
     s = Kpis.from_events(hall_day().events).summary()
     assert s["day"] == "2024-05-06" and s["as_of"] == "2024-05-06T10:00:00+08:00"
     assert s["tickets"] == {"issued": 5, "completed": 3, "no_show": 1, "waiting": 1,
-                            "at_window": 0, "expired": 0, "transferred": 1, "recalls": 1,
-                            "missed_slot": 0}
+                            "at_window": 0, "expired": 0, "pending": 0, "voided": 0, "transferred": 1,
+                            "recalls": 1, "missed_slot": 0}
     assert s["wait_s"] == {"n": 4, "mean": 480.0, "p90": 900.0, "max": 900.0}
     assert s["service_s"]["n"] == 3 and s["service_s"]["mean"] == pytest.approx(660.0)
     assert s["total_s"] == {"n": 3, "mean": 1920.0, "p90": 2700.0, "max": 2700.0}

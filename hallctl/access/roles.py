@@ -24,6 +24,8 @@ WINDOW_ACTIONS = frozenset({
     "window.transfer", "window.open", "window.pause", "window.close",
 })
 _VIEWS = frozenset({"queue.status", "ticket.status"})
+#: issuing a ticket, and confirming or voiding its print (ticket.issue {confirm: "print"})
+_ISSUE = frozenset({"ticket.issue", "ticket.confirm", "ticket.void"})
 ALL = frozenset({"*"})
 
 
@@ -49,7 +51,8 @@ class Common:
     """What every client may do, as ``%u`` patterns: its own node subtree, its own requests and
     responses, and the hall's public state."""
 
-    reads: tuple[str, ...] = ("central/status", "central/res/%u", "window/+/state", "board/state", "event/+")
+    reads: tuple[str, ...] = ("central/status", "central/catalogue", "central/res/%u", "window/+/state", "board/state",
+                              "event/+")
     writes: tuple[str, ...] = ("central/req/%u/+",)
     readwrite: tuple[str, ...] = ("node/%u/#",)
 
@@ -60,9 +63,9 @@ _ROLES = (
     Role("central", "hallctl central: the hall's queue engine", ALL, readwrite=("#",)),
     Role("outside-central", "another vendor's or a provincial platform's central, in place of ours",
          ALL, readwrite=("#",)),
-    Role("kiosk", "a ticket machine (取号机) node", frozenset({"ticket.issue"}) | _VIEWS),
+    Role("kiosk", "a ticket machine (取号机) node", _ISSUE | _VIEWS),
     Role("window", "a window's node or a clerk's client: the window actions for its own windows",
-         WINDOW_ACTIONS | frozenset({"ticket.issue"}) | _VIEWS, own_windows=True),
+         WINDOW_ACTIONS | _ISSUE | _VIEWS, own_windows=True),
     Role("display", "a call-order board or voice caller node: reads the hall's public state", _VIEWS),
     Role("sms", "an SMS gateway: the only role besides central that reads phone numbers (sms/#)",
          _VIEWS, readwrite=("sms/#",)),

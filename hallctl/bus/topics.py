@@ -6,6 +6,7 @@ Layout (``docs/topics.md`` is the human contract; keep the two in step)::
     hallctl/v1/<hall>/central/staffing                      retained: windows advised per half hour
     hallctl/v1/<hall>/central/kpi                           retained: today's KPIs, refreshed
     hallctl/v1/<hall>/central/health                        retained: lost nodes, faulty devices
+    hallctl/v1/<hall>/central/catalogue                     retained: what a kiosk offers (public)
     hallctl/v1/<hall>/central/req/<client>/<action>         requests to central (QoS 1)
     hallctl/v1/<hall>/central/res/<client>                  responses to that client (QoS 1)
     hallctl/v1/<hall>/event/<type>                          queue events (QoS 1, not retained)
@@ -80,6 +81,10 @@ class Topics:
     @property
     def central_health(self) -> str:
         return f"{self.base}/central/health"
+
+    @property
+    def central_catalogue(self) -> str:
+        return f"{self.base}/central/catalogue"
 
     @property
     def central_req_filter(self) -> str:
@@ -169,6 +174,7 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
         "central_staffing": "central/staffing",
         "central_kpi": "central/kpi",
         "central_health": "central/health",
+        "central_catalogue": "central/catalogue",
         "central_req": f"central/req/{_SEG}/{_SEG}",
         "central_res": f"central/res/{_SEG}",
         "event": f"event/{_SEG}",
@@ -187,6 +193,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "central_staffing": (),
     "central_kpi": (),
     "central_health": (),
+    "central_catalogue": (),
     "central_req": ("client", "name"),
     "central_res": ("client",),
     "event": ("name",),
@@ -202,8 +209,9 @@ _FIELDS: dict[str, tuple[str, ...]] = {
 
 
 #: topics whose documents are retained: their live updates arrive without the retain flag
-RETAINED_KINDS = frozenset({"central_status", "central_staffing", "central_kpi", "central_health", "window_state",
-                            "board_state", "node_status", "node_birth", "dev_state"})
+RETAINED_KINDS = frozenset({"central_status", "central_staffing", "central_kpi", "central_health",
+                            "central_catalogue", "window_state", "board_state", "node_status", "node_birth",
+                            "dev_state"})
 
 
 def parse(topic: str) -> Parsed | None:

@@ -11,7 +11,8 @@ import re
 from datetime import date, datetime
 from typing import Any, Mapping
 
-from hallctl.central.model import ID_RE, PHONE_RE, PRIORITIES, HallSpec
+from hallctl.central.model import CONFIRM_MODES, ID_RE, PHONE_RE, PRIORITIES, HallSpec
+from hallctl.central.pending import VOID_REASON_RE
 from hallctl.errors import BadRequest, NotFound
 from hallctl.privacy import scrub
 
@@ -24,6 +25,8 @@ CHANNELS: tuple[str, ...] = ("kiosk", "window", "online", "app")
 TICKET_ID_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}-[A-Z]+[0-9]+$")
 #: a ticket number as printed
 TICKET_NUMBER_RE = re.compile(r"^[A-Z]+[0-9]+$")
+#: a ticket's token as central makes them (url-safe base64), with room for another central's
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
 def check_fields(data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
@@ -68,8 +71,8 @@ def open_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def issue_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
-    """``ticket.issue {queue | matter, phone?, channel?, priority?, slot?, birth_date?}``."""
-    check_fields(data, ("queue", "matter", "phone", "channel", "priority", "slot", "birth_date"))
+    """``ticket.issue {queue | matter, phone?, channel?, priority?, slot?, birth_date?, confirm?}``."""
+    check_fields(data, ("queue", "matter", "phone", "channel", "priority", "slot", "birth_date", "confirm"))
     queue, matter = _queue_or_matter(hall, data)
     phone = data.get("phone")
     if phone is not None and (not isinstance(phone, str) or not PHONE_RE.match(phone)):
@@ -80,6 +83,12 @@ def issue_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
     priority = string(data, "priority", required=False) or "walkin"
     if priority not in PRIORITIES:
         raise BadRequest(f"priority: must be one of {', '.join(PRIORITIES)}", field="priority")
+    if priority not in hall.classes:
+        raise BadRequest(f"priority: the hall does not offer {priority} (it offers {', '.join(hall.classes)})",
+                         field="priority")
+    confirm = string(data, "confirm", required=False)
+    if confirm is not None and confirm not in CONFIRM_MODES:
+        raise BadRequest(f"confirm: must be one of {', '.join(CONFIRM_MODES)}", field="confirm")
     slot = _slot(data.get("slot"), priority)
     birth = data.get("birth_date")
     born: date | None = None
@@ -99,6 +108,7 @@ def issue_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
         "priority": priority,
         "slot": slot,
         "born": born,
+        "confirm": confirm,
     }
 
 
@@ -111,14 +121,42 @@ def transfer_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
     return {"window": window, "queue": queue, "matter": matter}
 
 
+def status_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``ticket.status {ticket | token}``: a ticket id ("2026-11-23-A012"), today's number
+    ("A012"), or the ticket's token (what its status link holds)."""
+    check_fields(data, ("ticket", "token"))
+    if data.get("token") is None:
+        return {"ref": _ticket_ref(data), "token": None}
+    if data.get("ticket") is not None:
+        raise BadRequest("ticket: give the ticket or its token, not both", field="ticket")
+    token = data["token"]
+    if not isinstance(token, str) or not TOKEN_RE.match(token):  # never echoed: it is a secret
+        raise BadRequest("token: must be 16-64 characters of [A-Za-z0-9_-]", field="token")
+    return {"ref": None, "token": token}
+
+
 def ticket_arg(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
-    """``ticket.status {ticket}``: a ticket id ("2026-11-23-A012") or today's number ("A012")."""
+    """``ticket.confirm {ticket}``: a ticket id or today's number."""
     check_fields(data, ("ticket",))
+    return {"ref": _ticket_ref(data)}
+
+
+def void_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``ticket.void {ticket, reason}``: why the print failed ("paper_out", "printer_offline")."""
+    check_fields(data, ("ticket", "reason"))
+    ref = _ticket_ref(data)
+    reason = string(data, "reason", required=True)
+    if not VOID_REASON_RE.match(reason or ""):
+        raise BadRequest("reason: a lower-case name of up to 32 letters and '_' (paper_out)", field="reason")
+    return {"ref": ref, "reason": reason}
+
+
+def _ticket_ref(data: Mapping[str, Any]) -> str:
     ref = string(data, "ticket", required=True)
     assert ref is not None
     if not (TICKET_ID_RE.match(ref) or TICKET_NUMBER_RE.match(ref)):
         raise BadRequest("ticket: a ticket id (2026-11-23-A012) or today's number (A012)", field="ticket")
-    return {"ref": ref}
+    return ref
 
 
 def age(born: date, on: date) -> int:

@@ -28,7 +28,9 @@ from hallctl.central.model import (
     QueueSpec,
     WindowSpec,
     policy_problem,
+    classes_problem,
     ticket_class_problem,
+    ticket_link_problem,
     tz_problem,
     window_kind_problem,
 )
@@ -102,6 +104,14 @@ class HallSettings:
     hours: OpeningHours | None = _default(HallSpec, "hours")
     #: ticket class -> its own prefix ({green = "L"}: green-channel tickets L001, L002, ...)
     class_prefix: dict[str, str] = field(default_factory=dict)
+    #: the hall's name as its kiosks show it (the catalogue); None: none
+    name: str | None = _default(HallSpec, "name")
+    #: the ticket classes the hall offers; walk-in always
+    classes: tuple[str, ...] = _default(HallSpec, "classes")
+    #: a ticket pending its print and not confirmed within this is voided
+    print_confirm_s: float = _default(HallSpec, "print_confirm_s")
+    #: the ticket's status page, with {token}; None: none
+    ticket_link: str | None = _default(HallSpec, "ticket_link")
 
 
 @dataclass(frozen=True)
@@ -199,6 +209,10 @@ _HALL_FIELDS = (
     _hall("target_share", float, lambda v: None if 0 < v < 1 else "must be a share between 0 and 1 (0.8: 80%)"),
     _hall("target_wait_s", float, _at_least(0, strict=True)),
     _hall("auto_no_show", bool),
+    _hall("name", str, non_empty),
+    _hall("classes", list, classes_problem),
+    _hall("print_confirm_s", float, _at_least(0, strict=True)),
+    _hall("ticket_link", str, ticket_link_problem),
     Field("hours", list, None),
     Field("weekdays", list, None),
     Field("closed_dates", list, None),
@@ -371,7 +385,7 @@ def _hall_settings(r: Reader, raw: dict[str, Any]) -> HallSettings:
         if (problem := _prefix(prefix)) is not None:
             raise r.error(f"hall.class_prefix.{cls}", problem)
     r.unique([(f"hall.class_prefix.{c}", p) for c, p in class_prefix.items()], "class prefix")
-    return HallSettings(**raw, hours=hours, class_prefix=dict(class_prefix))
+    return HallSettings(**{**raw, "classes": tuple(raw["classes"])}, hours=hours, class_prefix=dict(class_prefix))
 
 
 def _window_queues(

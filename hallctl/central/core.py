@@ -14,10 +14,14 @@ Event types and their ``data`` (the event's ``ts`` is when it happened):
 
 * ``day.started``: ``day`` (YYYY-MM-DD), ``expired`` (ids of the tickets left unfinished)
 * ``ticket.issued``: ``ticket``, ``number``, ``queue``, ``channel``, ``phone`` (only if given;
-  private: :meth:`Central.event_public` turns it into ``phone_masked``), ``priority`` (only if not
-  ``walkin``), ``slot`` (appointments only), ``missed_slot`` (an appointment too late for its
-  slot, issued as a walk-in), ``matter`` and its ``department`` (when the ticket names a matter).
-  A birth date given at issue is never stored: only the class derived from it (``green``).
+  private: :meth:`Central.event_public` turns it into ``phone_masked``), ``token`` (private: never
+  published), ``priority`` (only if not ``walkin``), ``slot`` (appointments only), ``missed_slot``
+  (an appointment too late for its slot, issued as a walk-in), ``matter`` and its ``department``
+  (when the ticket names a matter), ``confirm: "print"`` (the ticket is ``pending`` until
+  confirmed). A birth date given at issue is never stored: only the class derived from it.
+* ``ticket.confirmed`` (pending -> waiting, in its place in arrival order: by issue),
+  ``ticket.voided`` (pending -> void, with ``reason``; the number is never reused):
+  ``ticket``, ``number``, ``queue`` (:mod:`hallctl.central.pending`)
 * ``ticket.called``: ``ticket``, ``number``, ``queue``, ``window``, ``window_name``. The first
   call of a ticket makes that window its ``first_window`` (首办).
 * ``ticket.recalled``: as ``ticket.called`` plus ``recalls`` (the count after this recall)
@@ -34,7 +38,8 @@ Event types and their ``data`` (the event's ``ts`` is when it happened):
 A business day starts at ``HallSpec.day_reset_hour``: the first command of a new day (or
 :meth:`Central.tick`) emits ``day.started``, which restarts numbering at 001, expires every
 unfinished ticket of the day before, frees the windows and clears the board. Only the current
-day's tickets are kept in memory; history lives in the event store.
+day's tickets are kept in memory; history lives in the event store. :meth:`Central.tick` also
+voids the tickets pending their print past their deadline.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from typing import Any, Callable, Iterable, Mapping
 from hallctl.central import args
 from hallctl.central.model import (
     AT_WINDOW,
+    FINAL,
     PRIORITIES,
     Event,
     HallSpec,
@@ -56,6 +62,7 @@ from hallctl.central.model import (
     Waiting,
     mask_phone,
 )
+from hallctl.central.pending import NOT_CONFIRMED, confirm_due, new_token, next_due, overdue, ticket_link
 from hallctl.central.policies import Policy, make_policy
 from hallctl.central.prediction import Predictor, minutes
 from hallctl.central.state import (
@@ -74,6 +81,8 @@ SCHEMA_V = 1
 NUMBER_RE = re.compile(r"^([A-Z]+)([0-9]+)$")
 #: personal fields in event data -> (public name, masking function)
 TO_MASK: dict[str, tuple[str, Callable[[str], str]]] = {"phone": ("phone_masked", mask_phone)}
+#: secret fields in event data: stored, never published (a ticket's token is its status link's key)
+SECRET: frozenset[str] = frozenset({"token"})
 
 
 class ReplayError(HallctlError, ValueError):
@@ -142,17 +151,23 @@ class Central:
         "window.open": (args.open_args, "_cmd_open"),
         "window.pause": (args.window_arg, "_cmd_pause"),
         "window.close": (args.window_arg, "_cmd_close"),
+        "ticket.confirm": (args.ticket_arg, "_cmd_confirm"),
+        "ticket.void": (args.void_args, "_cmd_void"),
         "queue.status": (args.no_args, "_cmd_status"),
-        "ticket.status": (args.ticket_arg, "_cmd_ticket_status"),
+        "ticket.status": (args.status_args, "_cmd_ticket_status"),
     }
     READ_ONLY = frozenset({"queue.status", "ticket.status"})
     ACTIONS: tuple[str, ...] = tuple(_COMMANDS)
 
     def __init__(
-        self, hall: HallSpec, clock: Callable[[], datetime], *, policy: Policy | None = None
+        self, hall: HallSpec, clock: Callable[[], datetime], *, policy: Policy | None = None,
+        token: Callable[[], str] = new_token,
     ) -> None:
+        """``token``: the source of the tickets' tokens (injected like the clock; a replay
+        takes them from the events and never calls it)."""
         self._hall = hall
         self._clock = clock
+        self._new_token = token
         self._policy = policy if policy is not None else make_policy(hall)
         self._state = HallState(
             windows={w: WindowRuntime() for w in hall.windows},
@@ -172,6 +187,8 @@ class Central:
         self._folders: dict[str, Callable[[HallState, Event], None]] = {
             "day.started": self._on_day_started,
             "ticket.issued": self._on_issued,
+            "ticket.confirmed": self._on_confirmed,
+            "ticket.voided": self._on_voided,
             "ticket.called": self._on_called,
             "ticket.recalled": self._on_recalled,
             "ticket.started": self._on_started,
@@ -218,7 +235,8 @@ class Central:
     def ahead(self, ticket_id: str) -> int | None:
         """How many tickets of the same queue were issued before it and still wait; None if it
         is not waiting. (:meth:`people_ahead` is the estimate under the hall's policy.)"""
-        return self._ahead(self._state, ticket_id)
+        entry = self._state.lines.entries.get(ticket_id)
+        return None if entry is None else self._ahead(self._state, entry)
 
     def people_ahead(self, ticket_id: str, now: datetime | None = None) -> int | None:
         """How many people the policy will call before this ticket (docs/assignment.md); None if
@@ -247,20 +265,33 @@ class Central:
         return self._window_state(self._state, window_id)
 
     def board_state(self) -> dict[str, Any]:
-        """Document for the retained ``board/state`` topic: latest calls (newest last), waiting,
-        and per queue the predicted wait of a walk-in arriving now (None: no open window for it).
-        "Now" is the time of the last event, so the document follows from the state alone."""
-        state = self._state
-        now = self._ts_epoch(state.last_ts) if state.last_ts else 0.0
+        """Document for the retained ``board/state`` topic: latest calls (newest last) and the
+        :meth:`queue_figures`."""
         return {
             "v": SCHEMA_V,
             "calls": [
                 {"number": c.number, "window": c.window, "window_name": c.window_name, "at": c.at}
                 for c in self._state.calls
             ],
-            "waiting": self._waiting_counts(self._state),
+            **self.queue_figures(),
+        }
+
+    def queue_figures(self) -> dict[str, Any]:
+        """``waiting`` per queue (pending tickets not counted) and ``predicted_wait_min``, per
+        queue the predicted wait of a walk-in arriving now (None: no open window for it). "Now"
+        is the time of the last event, so the figures follow from the state alone."""
+        state = self._state
+        now = self._ts_epoch(state.last_ts) if state.last_ts else 0.0
+        return {
+            "waiting": self._waiting_counts(state),
             "predicted_wait_min": self._predictor.walkin_waits(state, now),
         }
+
+    def confirm_due(self) -> datetime | None:
+        """The earliest deadline of the tickets pending their print (when :meth:`tick` voids one
+        next), None when none is pending."""
+        due = next_due(self._state.pending, self._hall.print_confirm_s)
+        return None if due is None else datetime.fromtimestamp(due, self._hall.zone)
 
     def queue_status(self, now: datetime | None = None) -> dict[str, Any]:
         """The ``queue.status`` document as of ``now`` (default: the last event's time, so that
@@ -286,11 +317,12 @@ class Central:
             "first_window": t.first_window,
             **({"first_clerk": t.first_clerk} if t.first_clerk else {}),
             **({"matter": t.matter} if t.matter else {}),
+            **({"void_reason": t.void_reason} if t.void_reason else {}),
         }
 
     @staticmethod
     def event_public(event: Event) -> dict[str, Any]:
-        """An event as published on MQTT: personal fields masked."""
+        """An event as published on MQTT: personal fields masked, secret ones left out."""
         return {
             "v": SCHEMA_V,
             "seq": event.seq,
@@ -328,9 +360,12 @@ class Central:
         return Outcome(result, batch.events)
 
     def tick(self) -> Outcome:
-        """Start the new business day if it is due. Call it now and then (e.g. every minute) so the
-        board clears and old tickets expire at the reset hour even when nobody acts."""
+        """Start the new business day if it is due, and void the tickets whose print was not
+        confirmed in time. Call it now and then (e.g. every minute) so the board clears and old
+        tickets expire at the reset hour even when nobody acts."""
         batch = self._begin()
+        for ticket_id in overdue(batch.state.pending, batch.epoch, self._hall.print_confirm_s):
+            batch.emit("ticket.voided", {**self._about(batch.state.tickets[ticket_id]), "reason": NOT_CONFIRMED})
         self._state = batch.state
         self._promote_checkpoint()
         return Outcome({"day": self._state.day}, batch.events)
@@ -349,13 +384,13 @@ class Central:
     @classmethod
     def from_checkpoint(
         cls, hall: HallSpec, clock: Callable[[], datetime], doc: Mapping[str, Any], *,
-        policy: Policy | None = None,
+        policy: Policy | None = None, token: Callable[[], str] = new_token,
     ) -> "Central":
         """A core in the state a :meth:`checkpoint` document describes, under ``hall`` (which may
         differ from the hall it was taken under: windows new to it start closed, capacities are
         summed under ``hall``). Replaying the events after the checkpoint's seq then gives the
         state a replay of the whole log would. Raises ValueError on a document it cannot read."""
-        core = cls(hall, clock, policy=policy)
+        core = cls(hall, clock, policy=policy, token=token)
         state = core._state
         restore_checkpoint(state, doc)
         for q in hall.queues:
@@ -400,9 +435,7 @@ class Central:
         if state.day is not None and today <= state.day:  # belt and braces (DST edge)
             return _Batch(self, state, ts, local, epoch)
         batch = _Batch(self, survivors(state), ts, local, epoch)
-        unfinished = sorted(
-            t.id for t in state.tickets.values() if t.status == "waiting" or t.status in AT_WINDOW
-        )
+        unfinished = sorted(t.id for t in state.tickets.values() if t.status not in FINAL)
         batch.emit("day.started", {"day": today, "expired": unfinished})
         return batch
 
@@ -428,6 +461,7 @@ class Central:
         priority: str,
         slot: datetime | None,
         born: date | None,
+        confirm: str | None,
     ) -> dict[str, Any]:
         hours = self._hall.hours
         if hours is not None and not hours.is_open(batch.local):
@@ -442,7 +476,7 @@ class Central:
         if born is not None:
             if born > today:
                 raise BadRequest("birth_date: must be a date YYYYMMDD", field="birth_date")
-            if args.age(born, today) >= self._hall.elderly_age:
+            if args.age(born, today) >= self._hall.elderly_age and "green" in self._hall.classes:
                 priority, slot = "green", None  # green channel outranks an appointment
         slot_text = missed = None
         if slot is not None:
@@ -454,11 +488,13 @@ class Central:
                 priority, missed, slot_text = "walkin", slot_text, None
         prefix = self._hall.prefix_for(queue, priority)
         number = f"{prefix}{state.counters.get(prefix, 0) + 1:03d}"
+        token = self._new_token()
         data: dict[str, Any] = {
             "ticket": f"{state.day}-{number}",
             "number": number,
             "queue": queue,
             "channel": channel,
+            "token": token,
         }
         if matter is not None:
             data.update(self._matter_fields(matter))
@@ -470,22 +506,35 @@ class Central:
             data["slot"] = slot_text
         if missed is not None:
             data["missed_slot"] = missed
+        if confirm is not None:
+            data["confirm"] = confirm
         batch.emit("ticket.issued", data)
         ticket = state.tickets[data["ticket"]]
         reply = self._waiting_reply(state, ticket, batch.epoch)
         if missed is not None:
             reply["missed_slot"] = missed
+        # the issuing client alone hears the token: its answer goes to that client only
+        reply["token"] = token
+        if (link := ticket_link(self._hall.ticket_link, token)) is not None:
+            reply["link"] = link
+        if confirm is not None:
+            due = confirm_due(batch.epoch, self._hall.print_confirm_s)
+            reply["confirm_by"] = datetime.fromtimestamp(due, self._hall.zone).isoformat(timespec="milliseconds")
         return reply
 
     def _waiting_reply(self, state: HallState, ticket: Ticket, epoch: float) -> dict[str, Any]:
+        """A ticket's view with the people ahead of it and its predicted wait; for a ticket
+        pending its print, as they will be once it is confirmed (what its kiosk prints)."""
         view = self.ticket_view(ticket)
         entry = state.lines.entries.get(ticket.id)
+        if entry is None and ticket.status == "pending":
+            entry = _waiting_entry(ticket)
         wait = None if entry is None else minutes(self._predictor.predict_s(state, entry, epoch))
         view["predicted_wait_min"] = wait
         return {
             "ticket": view,
-            "ahead": self._ahead(state, ticket.id),
-            "people_ahead": self._policy.people_ahead(state.lines, ticket.id, epoch),
+            "ahead": None if entry is None else self._ahead(state, entry),
+            "people_ahead": None if entry is None else self._policy.people_ahead_of(state.lines, entry, epoch),
             "predicted_wait_min": wait,
         }
 
@@ -573,13 +622,42 @@ class Central:
     def _cmd_status(self, state: HallState, batch: _Batch | None) -> dict[str, Any]:
         return self._status(state, self._clock())
 
-    def _cmd_ticket_status(self, state: HallState, batch: _Batch | None, *, ref: str) -> dict[str, Any]:
-        """Where a ticket stands now: for the kiosk's "查询" button and the SMS reminders."""
-        ticket = state.tickets.get(ref) or state.tickets.get(f"{state.day}-{ref}")
-        if ticket is None:
-            raise NotFound(f"ticket: no ticket {ref!r} today ({state.day})", field="ticket")
+    def _cmd_ticket_status(
+        self, state: HallState, batch: _Batch | None, *, ref: str | None, token: str | None
+    ) -> dict[str, Any]:
+        """Where a ticket stands now: for the kiosk's "查询" button, the SMS reminders and the
+        ticket's status link (by its token)."""
+        if token is not None:
+            ticket = next((t for t in state.tickets.values() if t.token == token), None)
+            if ticket is None:  # the token is not echoed: it is a secret
+                raise NotFound(f"token: no ticket with that token today ({state.day})", field="token")
+        else:
+            ticket = self._find(state, ref or "")
         now = self._clock().timestamp()
         return self._waiting_reply(state, ticket, now)
+
+    def _cmd_confirm(self, state: HallState, batch: _Batch, *, ref: str) -> dict[str, Any]:
+        """The kiosk printed the ticket: it waits from now on, in its place by issue time. Again
+        for a confirmed one: nothing happens."""
+        t = self._find(state, ref)
+        if t.status == "void":
+            raise Conflict(f"{t.number} is void ({t.void_reason}); it cannot be confirmed", ticket=t.number)
+        if t.status == "pending":
+            if batch.epoch >= confirm_due(state.pending[t.id], self._hall.print_confirm_s):
+                raise Conflict(f"{t.number} was not confirmed within {self._hall.print_confirm_s:g} s; "
+                               "central voids it: issue a new ticket", ticket=t.number)
+            batch.emit("ticket.confirmed", self._about(t))
+        return self._waiting_reply(state, state.tickets[t.id], batch.epoch)
+
+    def _cmd_void(self, state: HallState, batch: _Batch, *, ref: str, reason: str) -> dict[str, Any]:
+        """The kiosk could not print the ticket: void for good. Again for a void one: nothing
+        happens; a confirmed ticket (the citizen holds it) is never voided."""
+        t = self._find(state, ref)
+        if t.status not in ("pending", "void"):
+            raise Conflict(f"{t.number} is {t.status}: only a ticket pending its print is voided", ticket=t.number)
+        if t.status == "pending":
+            batch.emit("ticket.voided", {**self._about(t), "reason": reason})
+        return {"ticket": self.ticket_view(state.tickets[t.id])}
 
     # -- command helpers ----------------------------------------------------------------------
 
@@ -620,8 +698,20 @@ class Central:
         return {"matter": matter, **({"department": department} if department else {})}
 
     @staticmethod
+    def _about(t: Ticket) -> dict[str, Any]:
+        return {"ticket": t.id, "number": t.number, "queue": t.queue}
+
+    @staticmethod
     def _ref(t: Ticket, window: str) -> dict[str, Any]:
         return {"ticket": t.id, "number": t.number, "queue": t.queue, "window": window}
+
+    @staticmethod
+    def _find(state: HallState, ref: str) -> Ticket:
+        """Today's ticket by id or number."""
+        ticket = state.tickets.get(ref) or state.tickets.get(f"{state.day}-{ref}")
+        if ticket is None:
+            raise NotFound(f"ticket: no ticket {ref!r} today ({state.day})", field="ticket")
+        return ticket
 
     def _window_name(self, window: str) -> str:
         spec = self._hall.windows.get(window)
@@ -675,22 +765,14 @@ class Central:
         }
         hours = self._hall.hours
         if hours is not None and now is not None:
-            local = self._hall.local(now)
-            opens, closes = hours.next_open(local), hours.closes_at(local)
-            out["hours"] = {
-                "open": closes is not None,
-                "periods": hours.describe(),
-                "closes_at": closes.isoformat(timespec="seconds") if closes else None,
-                "opens_at": opens.isoformat(timespec="seconds") if opens else None,
-            }
+            out["hours"] = hours.status(self._hall.local(now))
         return out
 
     @staticmethod
-    def _ahead(state: HallState, ticket_id: str) -> int | None:
-        entry = state.lines.entries.get(ticket_id)
-        if entry is None:
-            return None
-        return bisect_left(state.lines.by_queue[entry.queue].all, entry)
+    def _ahead(state: HallState, entry: Waiting) -> int:
+        """Tickets of the entry's queue issued before it and waiting (it need not be waiting)."""
+        ql = state.lines.by_queue.get(entry.queue)
+        return 0 if ql is None else bisect_left(ql.all, entry)
 
     def _ts_epoch(self, ts: str) -> float:
         """Epoch seconds of an event ts; the events of one command share their ts, so one
@@ -727,6 +809,7 @@ class Central:
         state.counters.clear()
         state.tickets.clear()  # unfinished ones are listed as expired in the event
         state.lines.clear()
+        state.pending.clear()
         state.calls.clear()
         for live in state.windows.values():
             live.ticket = live.since = None
@@ -742,7 +825,9 @@ class Central:
             number=d["number"],
             queue=d["queue"],
             issued_at=event.ts,
+            status="pending" if d.get("confirm") else "waiting",
             phone=d.get("phone"),
+            token=d.get("token"),
             channel=d.get("channel", "kiosk"),
             priority=d.get("priority", "walkin"),
             slot=d.get("slot"),
@@ -754,7 +839,28 @@ class Central:
             raise ValueError(f"ticket {t.id} was already issued")
         state.counters[prefix] = max(state.counters.get(prefix, 0), n)
         state.tickets[t.id] = t
-        state.lines.add(entry)
+        if t.status == "pending":  # called by nobody until its print is confirmed
+            state.pending[t.id] = self._ts_epoch(event.ts)
+        else:
+            state.lines.add(entry)
+
+    def _on_confirmed(self, state: HallState, event: Event) -> None:
+        t = self._pending_ticket(state, event)
+        state.tickets[t.id] = confirmed = t.evolve(status="waiting")
+        state.lines.add(_waiting_entry(confirmed))  # its seq: in arrival order by issue
+
+    def _on_voided(self, state: HallState, event: Event) -> None:
+        t = self._pending_ticket(state, event)
+        state.tickets[t.id] = t.evolve(status="void", void_reason=str(event.data["reason"]))
+
+    @staticmethod
+    def _pending_ticket(state: HallState, event: Event) -> Ticket:
+        """The pending ticket an event confirms or voids, no longer pending."""
+        t = state.tickets[event.data["ticket"]]
+        if t.status != "pending":
+            raise ValueError(f"ticket {t.id} is {t.status}, not pending")
+        del state.pending[t.id]
+        return t
 
     def _on_called(self, state: HallState, event: Event) -> None:
         d = event.data
@@ -852,15 +958,16 @@ _CLOSED = WindowRuntime()
 
 
 def _masked(value: Any) -> Any:
-    """A deep copy of ``value`` with every personal field replaced by its masked form."""
+    """A deep copy of ``value`` with every personal field replaced by its masked form and every
+    secret one left out."""
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for k, v in value.items():
             if k in TO_MASK and isinstance(v, str):
                 public, mask = TO_MASK[k]
                 out[public] = mask(v)
-            elif k in TO_MASK:
-                continue  # a personal field of an unexpected type: drop it rather than leak it
+            elif k in TO_MASK or k in SECRET:
+                continue  # a secret, or a personal field of an unexpected type: never published
             else:
                 out[k] = _masked(v)
         return out

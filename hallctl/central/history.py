@@ -33,9 +33,12 @@ class History:
         return (today - timedelta(days=HISTORY_DAYS)).isoformat()
 
     def observe(self, event: Any) -> None:
-        """Fold a stored event into the KPIs and the arrival history used for staffing advice."""
+        """Fold a stored event into the KPIs and the arrival history used for staffing advice. A
+        voided ticket is no arrival: its citizen takes another ticket, which is one."""
         self.kpis.apply(event)
-        if event.type == "ticket.issued":
+        if event.type == "ticket.voided":
+            self._forget_arrival(event.data.get("ticket"))
+        elif event.type == "ticket.issued":
             day = event.ts[:10]
             if day not in self._arrivals:
                 if day < self._arrivals_from:  # replaying days older than the history keeps
@@ -43,6 +46,13 @@ class History:
                 self._arrivals[day] = []
                 self.trim()
             self._arrivals[day].append(event)
+
+    def _forget_arrival(self, ticket: Any) -> None:
+        for arrivals in reversed(self._arrivals.values()):  # it was issued today, or just before
+            for i in range(len(arrivals) - 1, -1, -1):
+                if arrivals[i].data.get("ticket") == ticket:
+                    del arrivals[i]
+                    return
 
     def trim(self) -> None:
         """Keep HISTORY_DAYS calendar days of arrivals: the same days whether central has run

@@ -113,6 +113,17 @@ class OpeningHours:
                 return _at(local.date(), end, local.tzinfo, fold=local.fold)
         return None
 
+    def status(self, local: datetime) -> dict[str, Any]:
+        """Whether tickets are issued at ``local`` and the periods, when the current one closes
+        and the next opens (``queue.status``'s and the catalogue's ``hours``)."""
+        opens, closes = self.next_open(local), self.closes_at(local)
+        return {
+            "open": closes is not None,
+            "periods": self.describe(),
+            "closes_at": closes.isoformat(timespec="seconds") if closes else None,
+            "opens_at": opens.isoformat(timespec="seconds") if opens else None,
+        }
+
     def describe(self) -> list[str]:
         """The periods as configured, "08:30-12:00" (for status documents)."""
         return [f"{s:%H:%M}-{'24:00' if e == time.max else format(e, '%H:%M')}" for s, e in self.periods]

@@ -22,6 +22,10 @@ Definitions (all times in seconds, from the events' ``ts``):
 * A window is **busy** while a ticket occupies it (called -> completed / no_show / transferred: a
   called citizen who has not arrived yet blocks the window too). Its **open time** is the time in
   state ``open``; **utilisation** = busy time while open / open time.
+* A ticket issued pending its print (``confirm: "print"``) is **pending** until confirmed (then it
+  waits, counted from its issue) or **voided** (its print failed or was never confirmed: counted as
+  voided, never as a no-show; it has no wait). ``issued`` counts every number handed out, voided
+  ones included.
 * At ``day.started`` every unfinished ticket of the old day is **expired**, the old day's windows
   are counted up to its last event (the hall cannot see when they really stopped), and windows
   not closed carry their state and clerk into the new day, as in the core.
@@ -66,7 +70,7 @@ class TicketKpi:
     issued: float
     since: float  # start of the first waiting spell (the later of issue and slot)
     slot: float | None = None
-    status: str = "waiting"  # waiting | called | serving | done | no_show | expired
+    status: str = "waiting"  # pending | waiting | called | serving | done | no_show | void | expired
     window: str | None = None
     first_call: float | None = None
     first_window: str | None = None
@@ -230,7 +234,7 @@ class Kpis:
                 if w.state != "closed":  # a closed window shows up again when it opens
                     carried[wid] = WindowKpi(state=w.state, clerk=w.clerk, last=t)
             for tk in old.tickets.values():
-                if tk.status in ("waiting", "called", "serving"):
+                if tk.status in ("pending", "waiting", "called", "serving"):
                     tk.status = "expired"
             old.closed = True
         day = self._days.get(name)
@@ -263,7 +267,16 @@ class Kpis:
             matter=_opt_str(d.get("matter")),
             department=_opt_str(d.get("department")),
             missed_slot="missed_slot" in d,
+            status="pending" if d.get("confirm") else "waiting",
         )
+        return True
+
+    def _pending_ends(self, day: DayKpi, t: float, d: Mapping[str, Any], status: str) -> bool:
+        """A pending ticket confirmed (it waits, since its issue) or voided."""
+        tk = day.tickets.get(str(d.get("ticket")))
+        if tk is None or tk.status != "pending":
+            return False
+        tk.status = status
         return True
 
     def _called(self, day: DayKpi, t: float, d: Mapping[str, Any]) -> bool:
@@ -488,6 +501,8 @@ class Kpis:
 
 _HANDLERS = {
     "ticket.issued": Kpis._issued,
+    "ticket.confirmed": lambda self, day, t, d: self._pending_ends(day, t, d, "waiting"),
+    "ticket.voided": lambda self, day, t, d: self._pending_ends(day, t, d, "void"),
     "ticket.called": Kpis._called,
     "ticket.recalled": Kpis._recalled,
     "ticket.started": Kpis._started,
@@ -538,7 +553,8 @@ def _window_view(w: WindowKpi, end: float) -> dict[str, Any]:
 
 
 def _counts(tickets: list[TicketKpi]) -> dict[str, int]:
-    status = {"waiting": 0, "called": 0, "serving": 0, "done": 0, "no_show": 0, "expired": 0}
+    status = {"pending": 0, "waiting": 0, "called": 0, "serving": 0, "done": 0, "no_show": 0, "void": 0,
+              "expired": 0}
     for tk in tickets:
         status[tk.status] = status.get(tk.status, 0) + 1
     return {
@@ -548,6 +564,8 @@ def _counts(tickets: list[TicketKpi]) -> dict[str, int]:
         "waiting": status["waiting"],
         "at_window": status["called"] + status["serving"],
         "expired": status["expired"],
+        "pending": status["pending"],
+        "voided": status["void"],
         "transferred": sum(1 for tk in tickets if tk.transfers),
         "recalls": sum(tk.recalls for tk in tickets),
         "missed_slot": sum(1 for tk in tickets if tk.missed_slot),

@@ -34,7 +34,9 @@ PHONE_RE = re.compile(r"^1[3-9][0-9]{9}$")
 #: a window's ``queues`` of exactly this means "serves every queue" (a universal window)
 ALL_QUEUES = "*"
 
-TicketStatus = Literal["waiting", "called", "serving", "done", "no_show"]
+#: ``pending``: issued but not yet confirmed printed (``ticket.issue {confirm: "print"}``): never
+#: called, counted as waiting nowhere; ``void``: its print failed or was never confirmed, for good
+TicketStatus = Literal["pending", "waiting", "called", "serving", "done", "no_show", "void"]
 WindowState = Literal["open", "paused", "closed"]
 #: ticket classes: walk-in (default), appointment (预约, has a slot), green channel (绿色通道),
 #: online application (网上件, called like a walk-in)
@@ -73,6 +75,23 @@ def ticket_class_problem(cls: Any) -> str | None:
     return f"unknown class {cls!r}{hint}"
 
 
+def classes_problem(classes: Any) -> str | None:
+    """Why ``classes`` is no list of the ticket classes a hall offers, or None."""
+    if isinstance(classes, str) or not isinstance(classes, (list, tuple)):
+        return f"must be a list of ticket classes ({', '.join(PRIORITIES)})"
+    for cls in classes:
+        if (problem := ticket_class_problem(cls)) is not None:
+            return problem
+    return None
+
+
+def ticket_link_problem(template: Any) -> str | None:
+    """Why ``template`` is no ticket link template (``https://hall.example/t/{token}``), or None."""
+    if not isinstance(template, str) or template.count(TOKEN_PLACEHOLDER) != 1:
+        return f"must be a text with {TOKEN_PLACEHOLDER} once (https://hall.example/t/{TOKEN_PLACEHOLDER})"
+    return None
+
+
 def tz_problem(name: Any) -> str | None:
     """Why ``name`` is no time zone this machine knows, or None."""
     try:
@@ -84,7 +103,14 @@ def tz_problem(name: Any) -> str | None:
 #: statuses in which a ticket occupies its window
 AT_WINDOW: frozenset[str] = frozenset({"called", "serving"})
 #: statuses a ticket never leaves
-FINAL: frozenset[str] = frozenset({"done", "no_show"})
+FINAL: frozenset[str] = frozenset({"done", "no_show", "void"})
+#: statuses of a ticket that will still be called in its queue (a pending one once confirmed)
+BEFORE_CALL: frozenset[str] = frozenset({"pending", "waiting"})
+#: how a ticket.issue may ask to be confirmed before it is called: "print", by the kiosk once
+#: its printer has printed it
+CONFIRM_MODES: tuple[str, ...] = ("print",)
+#: what a ticket link template must hold: where the ticket's token goes
+TOKEN_PLACEHOLDER = "{token}"
 
 
 @dataclass(frozen=True)
@@ -260,6 +286,15 @@ class HallSpec:
     class_prefix: Mapping[str, str] = field(default_factory=dict, hash=False)
     #: when tickets may be issued; None: at any time
     hours: OpeningHours | None = None
+    #: the hall's display name (萧山区行政服务中心), for the kiosks' catalogue; None: none given
+    name: str | None = None
+    #: the ticket classes the hall offers (its kiosks' menu; a ticket.issue of another is refused);
+    #: walk-in is always offered, listed or not
+    classes: tuple[str, ...] = PRIORITIES
+    #: a ticket issued pending its print (``confirm: "print"``) not confirmed within this is voided
+    print_confirm_s: float = 60.0
+    #: the ticket's status page: a URL with ``{token}`` (the ticket's token goes there); None: none
+    ticket_link: str | None = None
     _zone: tzinfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -340,6 +375,17 @@ class HallSpec:
         if (problem := tz_problem(self.tz)) is not None:
             raise ConfigError(problem, key="tz")
         object.__setattr__(self, "_zone", ZoneInfo(self.tz))
+        if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
+            raise ConfigError("must be a non-empty text", key="name")
+        if (problem := classes_problem(self.classes)) is not None:
+            raise ConfigError(problem, key="classes")
+        offered = {"walkin", *self.classes}
+        object.__setattr__(self, "classes", tuple(c for c in PRIORITIES if c in offered))
+        if not _positive(self.print_confirm_s):
+            raise ConfigError("must be a positive number of seconds", key="print_confirm_s")
+        object.__setattr__(self, "print_confirm_s", float(self.print_confirm_s))
+        if self.ticket_link is not None and (problem := ticket_link_problem(self.ticket_link)) is not None:
+            raise ConfigError(problem, key="ticket_link")
 
     @property
     def zone(self) -> tzinfo:
@@ -362,7 +408,8 @@ class HallSpec:
 
 @dataclass(frozen=True)
 class Ticket:
-    """One ticket of the current business day. ``phone`` is private: never put it in a view.
+    """One ticket of the current business day. ``phone`` and ``token`` are private: never put
+    them in a view.
 
     ``seq`` is the seq of its ``ticket.issued`` event (its place in the arrival order, kept across a
     transfer); ``first_window`` the window that first called it (首办: the first handler).
@@ -386,6 +433,10 @@ class Ticket:
     seq: int = 0
     #: the matter (事项) the citizen came for, when the kiosk asked
     matter: str | None = None
+    #: the unguessable key of its status link; only the issuing client is told it
+    token: str | None = field(default=None, repr=False)
+    #: why a void ticket was voided ("paper_out", "not_confirmed", ...)
+    void_reason: str | None = None
 
     def evolve(self, **changes: Any) -> "Ticket":
         """A copy with ``changes``: ``dataclasses.replace`` without its cost (~6x faster; a

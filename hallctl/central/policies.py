@@ -49,6 +49,11 @@ class Policy(Protocol):
         """How many people will be called before ``ticket``; None if it is not waiting."""
         ...
 
+    def people_ahead_of(self, view: WaitingLines, entry: Waiting, now: float) -> int:
+        """:meth:`people_ahead` of a line entry, which need not be waiting (a ticket pending its
+        print: the people ahead of it once confirmed)."""
+        ...
+
     def serves(self, window: WindowSpec, queue: str) -> bool:
         """Whether ``window`` may call a ticket of ``queue`` under this policy."""
         ...
@@ -137,8 +142,9 @@ class _Base:
 
     def people_ahead(self, view: WaitingLines, ticket: str, now: float) -> int | None:
         entry = view.entries.get(ticket)
-        if entry is None:
-            return None
+        return None if entry is None else self.people_ahead_of(view, entry, now)
+
+    def people_ahead_of(self, view: WaitingLines, entry: Waiting, now: float) -> int:
         total = 0.0
         for r, share in self._shares.get(entry.queue, ((entry.queue, 1.0),)):
             ql = view.by_queue.get(r)

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from hallctl.central.core import Central
 from hallctl.central.history import HISTORY_DAYS, History
-from hallctl.central.model import AT_WINDOW, HallSpec
+from hallctl.central.model import AT_WINDOW, BEFORE_CALL, HallSpec
 from hallctl.central.store import Store
 from hallctl.errors import ConfigError, HallctlError
 
@@ -71,7 +71,7 @@ def check_reload(store: Store, clock: Callable[[], datetime], running: Central, 
                           key="hall.tz")
     problems = []
     for t in running.tickets.values():
-        if t.status == "waiting" and t.queue not in hall.queues:
+        if t.status in BEFORE_CALL and t.queue not in hall.queues:
             problems.append(f"queue {t.queue!r} is removed but {t.number} waits in it")
         if t.status in AT_WINDOW and t.window not in hall.windows:
             problems.append(f"window {t.window!r} is removed but {t.number} is at it")
@@ -85,7 +85,7 @@ def check_reload(store: Store, clock: Callable[[], datetime], running: Central, 
         core.replay(store.load_events(after=after))
     except HallctlError as exc:
         raise ConfigError(f"reload refused: the stored events do not fit the new config: {exc.message}") from None
-    waiting = sorted({t.queue for t in core.tickets.values() if t.status == "waiting"})
+    waiting = sorted({t.queue for t in core.tickets.values() if t.status in BEFORE_CALL})
     orphans = [q for q in waiting if not core.capable_windows(q)]
     if orphans:
         raise ConfigError("reload refused: no window could call queue " + ", ".join(map(repr, orphans))

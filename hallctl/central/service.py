@@ -19,7 +19,10 @@ path"):
   ``_state_lock`` while a batch is applied and committed, so a read waits for that batch only;
 * retained state is published by one task woken after each batch, from committed state
   (:mod:`hallctl.central.retained`); with it the hall's health (:mod:`hallctl.central.health`),
-  folded from the nodes' retained status, birth and device state topics.
+  folded from the nodes' retained status, birth and device state topics, and the catalogue
+  (:mod:`hallctl.central.catalogue`), which a timer (:mod:`hallctl.central.wakeup`) also
+  refreshes when the hall opens or closes; the same timer voids a ticket whose print was not
+  confirmed in time, through a tick of the core.
 
 If a commit fails (a full disk, an I/O error) the core is rebuilt from the store
 (:mod:`hallctl.central.replay`), so memory (and the retained state built from it) never holds what
@@ -37,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 from zoneinfo import ZoneInfo
 
 from hallctl.access.roles import Access, Client
@@ -47,6 +50,7 @@ from hallctl.bus.tls import TlsSettings
 from hallctl.bus.topics import Parsed, Topics, check_id, check_name, parse
 from hallctl.central import replay
 from hallctl.central.args import check_fields
+from hallctl.central.catalogue import catalogue_document, next_change
 from hallctl.central.core import Central
 from hallctl.central.hallconfig import hall_from_config
 from hallctl.central.health import HallHealth
@@ -56,6 +60,7 @@ from hallctl.central.model import Event, HallSpec
 from hallctl.central.retained import RetainedPublisher
 from hallctl.central.store import Store
 from hallctl.central.config import CentralConfig
+from hallctl.central.wakeup import Wakeup
 from hallctl.central.writer import Write, Writer
 from hallctl.errors import BadRequest, Forbidden, HallctlError, UnknownCommand
 from hallctl.privacy import scrub
@@ -175,6 +180,8 @@ class CentralService:
         self._queue_wake = asyncio.Event()
         self._loops: set[asyncio.Task[Any]] = set()
         self._staffing_slot: str | None = None
+        #: wakes central when the clock alone changes the hall: opening, closing, a print due
+        self._wakeup = Wakeup(self._woken, self._clock)
         self._housekeeping_every_s = housekeeping_every_s
         self.last_reload: dict[str, Any] | None = None
         #: set once central has announced itself online: writes and reads are both served
@@ -281,6 +288,7 @@ class CentralService:
 
     async def stop(self) -> None:
         self._stopping = True  # no online status after the offline one
+        self._wakeup.cancel()
         await self.bus.close([(self.topics.central_status, messages.central_status("offline", self.instance), True)])
         await self._reads_thread.close()
         for task in list(self._loops):
@@ -295,7 +303,11 @@ class CentralService:
     async def _on_connect(self) -> None:
         """Re-publish every retained state (the broker may have restarted empty) and announce."""
         self.retained.reconnected()
-        task = asyncio.create_task(self._announce())
+        self._spawn(self._announce())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in a task of its own, which :meth:`stop` cancels."""
+        task = asyncio.create_task(work)
         self._loops.add(task)
         task.add_done_callback(self._loops.discard)
 
@@ -310,7 +322,24 @@ class CentralService:
         out = {self.topics.window_state(w): self.core.window_state(w) for w in self.hall.windows}
         out[self.topics.board_state] = self.core.board_state()
         out[self.topics.central_health] = self.health.document()
+        now = self._clock()
+        out[self.topics.central_catalogue] = catalogue_document(self.core, now)
+        self._wakeup.arm((next_change(self.core, now), self.core.confirm_due()))
         return out
+
+    def _woken(self) -> None:
+        """The hall opens or closes, or a print confirmation is due: void what is overdue (a
+        tick of the core) and publish what changed."""
+        if self._stopping:
+            return
+        self._spawn(self._wake_round())
+
+    async def _wake_round(self) -> None:
+        try:
+            await self._tick()
+        except Exception:  # noqa: BLE001 - housekeeping's next round tries again
+            log.exception("central could not void the overdue tickets")
+        self.retained.changed()
 
     def kpi_document(self) -> dict[str, Any]:
         """Today's KPIs as published on ``central/kpi`` (:meth:`History.kpi_document`)."""
@@ -456,9 +485,7 @@ class CentralService:
                 pass
 
     def _status_changed(self) -> None:
-        task = asyncio.create_task(self._republish_status())
-        self._loops.add(task)
-        task.add_done_callback(self._loops.discard)
+        self._spawn(self._republish_status())
 
     async def _republish_status(self) -> None:
         """The online status again, with the current counts, at most every :data:`STATUS_EVERY_S`."""

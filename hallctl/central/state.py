@@ -46,6 +46,8 @@ class HallState:
     counters: dict[str, int] = field(default_factory=dict)  # prefix -> last number issued today
     tickets: dict[str, Ticket] = field(default_factory=dict)  # today's tickets by id
     lines: WaitingLines = field(default_factory=WaitingLines)  # the waiting tickets, sorted
+    #: tickets pending their print (ticket id -> epoch issued), in issue order: their deadlines
+    pending: dict[str, float] = field(default_factory=dict)
     windows: dict[str, WindowRuntime] = field(default_factory=dict)
     calls: list[BoardCall] = field(default_factory=list)  # newest last, at most board_size
     #: queue -> learned mean service time (seconds at speed 1.0), starting at the queue's prior;

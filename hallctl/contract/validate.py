@@ -35,6 +35,7 @@ SCHEMA_OF_KIND: dict[str, str] = {
     "central_staffing": "central-staffing.json",
     "central_kpi": "central-kpi.json",
     "central_health": "central-health.json",
+    "central_catalogue": "central-catalogue.json",
     "central_req": "central-request.json",
     "central_res": "central-response.json",
     "event": "queue-event.json",
