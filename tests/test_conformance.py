@@ -123,6 +123,22 @@ async def test_a_central_silent_to_unreadable_requests_is_named_broken(mosquitto
     assert lines[-1].startswith("2 checks: 1 kept, 1 broken, 0 not checked")
 
 
+async def test_a_central_that_publishes_the_token_is_named_broken(mosquitto, tmp_path, monkeypatch):
+    """The double: hallctl's central with the ticket's token left in the public ticket.issued event
+    (the status link's key, readable by anyone on the hall's bus)."""
+    from hallctl.central import core
+
+    monkeypatch.setattr(core, "SECRET", frozenset())
+    host, port = mosquitto.host, mosquitto.port
+    async with central(host, port, tmp_path):
+        rc, out, err = await _conformance(host, port, "--only", "print-confirmed,catalogue-retained")
+    assert rc == 1, f"exit {rc}\n{out}\n{err}"
+    lines = out.splitlines()
+    assert any(ln.startswith("BROKEN") and " print-confirmed " in ln for ln in lines), out
+    assert any(ln.startswith("KEPT") and " catalogue-retained " in ln for ln in lines), out
+    assert "a ticket's token appeared on hallctl/v1/test-hall/event/ticket.issued" in out, out
+
+
 async def test_a_closed_hall_leaves_the_ticket_checks_not_checked_not_broken(mosquitto, tmp_path):
     """Outside opening hours central answers ticket.issue hall_closed: the checks that need a
     ticket say so; the rest (a reused request_id among them: hall_closed is stored too) are kept."""
@@ -139,7 +155,7 @@ async def test_a_closed_hall_leaves_the_ticket_checks_not_checked_not_broken(mos
         await run.stop()
     by_id = {r.id: r for r in report.results}
     assert not report.broken, [(r.id, r.detail) for r in report.broken]
-    needs_ticket = {"ticket-issue", "duplicate-byte-for-byte", "phone-masked", "window-call"}
+    needs_ticket = {"ticket-issue", "duplicate-byte-for-byte", "phone-masked", "window-call", "print-confirmed"}
     not_checked = {r.id for r in report.results if r.result == NOT_CHECKED}
     # no ticket, no window opened: no event to see seq grow by
     assert not_checked == needs_ticket | {"event-seq"} | EXPECTED_NOT_CHECKED

@@ -46,6 +46,8 @@ OFF_CONTRACT: dict[str, tuple[frozenset[str | None] | None, str]] = {
                                        "counts the outbox's deliveries with numbered test payloads"),
     "tests/test_contract_defects.py::test_an_old_store_is_migrated_and_still_answers_its_duplicates": (
         frozenset({"central_res"}), "plants an answer stored by an older hallctl: central replays it byte for byte"),
+    "tests/test_conformance.py::test_a_central_that_publishes_the_token_is_named_broken": (
+        frozenset({"event"}), "its double of central publishes the ticket's token, on purpose"),
     "tests/test_conformance.py::test_a_central_silent_to_unreadable_requests_is_named_broken": (
         frozenset({"central_req"}), "its double of central leaves unreadable requests unanswered, on purpose"),
 }

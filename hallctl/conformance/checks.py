@@ -402,6 +402,61 @@ async def retained_request_cleared(ctx: Context) -> Outcome:
 
 # -- over everything the run read -----------------------------------------------------------------
 
+# -- the kiosk's catalogue and print-confirmed issuance ---------------------------------------------
+
+async def catalogue_retained(ctx: Context) -> Outcome:
+    topic = ctx.topics.central_catalogue
+    kept = await ctx.probe.retained_at_broker(topic, ctx.topics.central_status)
+    ctx.expect(bool(kept), f"a new subscriber to {topic} gets nothing retained")
+    ctx.step("got", topic, kept[-1], True)
+    doc = _json(kept[-1])
+    ctx.expect(isinstance(doc, dict) and doc.get("v") == 1, "the catalogue is not a JSON object with v 1")
+    queues = doc.get("queues")
+    ctx.expect(isinstance(queues, list) and all(isinstance(q, dict) and q.get("id") and q.get("name")
+                                                for q in queues), "queues is not a list of {id, name, ...}")
+    ids = [q["id"] for q in queues]
+    ctx.expect(ctx.run.queue is None or ctx.run.queue in ids,
+               f"queue {ctx.run.queue!r} (from queue.status) is not in the catalogue's {ids}")
+    ctx.expect(isinstance(doc.get("open"), bool), f"open is {doc.get('open')!r}, not true or false")
+    ctx.expect("walkin" in (doc.get("classes") or []), "classes does not offer walkin")
+    waiting = doc.get("waiting")
+    ctx.expect(isinstance(waiting, dict) and set(waiting) == set(ids),
+               "waiting does not give a count for each queue of the catalogue")
+    return f"{len(ids)} queues, {len(doc.get('matters') or [])} matters, issuing {'open' if doc['open'] else 'closed'}"
+
+
+async def print_confirmed(ctx: Context) -> Outcome:
+    """A pending ticket is confirmed into the line; another is voided, its number never reused;
+    the token of either appears on no topic but the issuing client's answers."""
+    mark = ctx.probe.mark()
+    first = await ctx.issue({"confirm": "print"})
+    ctx.expect(first.ticket["status"] == "pending", f"a ticket issued with confirm print is {first.ticket['status']!r}")
+    tokens = [t for t in (first.answer.data.get("token"),) if isinstance(t, str) and t]
+    ctx.expect(bool(tokens), "the issue answer carries no token")
+    confirmed = ctx.expect_ok(await ctx.request("ticket.confirm", {"ticket": first.ticket["id"]}), "ticket.confirm")
+    ctx.expect(confirmed.get("ticket", {}).get("status") == "waiting",
+               f"ticket.confirm left the ticket {confirmed.get('ticket', {}).get('status')!r}, not waiting")
+    await ctx.event("ticket.confirmed", lambda d: d.get("number") == first.ticket["number"], mark)
+    second = await ctx.issue({"confirm": "print"})
+    tokens.append(second.answer.data.get("token") or "")
+    voided = ctx.expect_ok(await ctx.request("ticket.void", {"ticket": second.ticket["id"], "reason": "paper_out"}),
+                           "ticket.void")
+    ctx.expect(voided.get("ticket", {}).get("status") == "void",
+               f"ticket.void left the ticket {voided.get('ticket', {}).get('status')!r}, not void")
+    await ctx.event("ticket.voided", lambda d: d.get("number") == second.ticket["number"]
+                    and d.get("reason") == "paper_out", mark, "ticket.voided with its reason")
+    third = await ctx.issue()
+    ctx.expect(third.ticket["number"] != second.ticket["number"],
+               f"the voided number {second.ticket['number']} was issued again")
+    own = ctx.topics.central_res(ctx.run.client)
+    for seen in ctx.probe.since(mark, lambda s: s.topic != own):
+        for token in filter(None, tokens):
+            if token.encode() in seen.payload:
+                ctx.got(seen)
+                raise Broken(f"a ticket's token appeared on {seen.topic}")
+    return f"{first.ticket['number']} confirmed, {second.ticket['number']} voided, next {third.ticket['number']}"
+
+
 async def response_envelope(ctx: Context) -> Outcome:
     responses = ctx.probe.since(0, lambda s: s.topic == ctx.res_topic)
     if not responses:
@@ -589,6 +644,10 @@ CHECKS: tuple[Check, ...] = (
     Check("retained-request-cleared", "a request published with the retain flag runs once and is cleared at the broker "
           f"(within {RETAINED_FOR_AT_MOST_S:.0f} s)", REQS, retained_request_cleared,
           limit=(3.0, RETAINED_FOR_AT_MOST_S + 10)),
+    Check("catalogue-retained", "central/catalogue is retained: the queues with their names, classes, open, waiting",
+          "Catalogue", catalogue_retained),
+    Check("print-confirmed", "confirm print: pending, confirmed into the line or voided with its reason, the voided "
+          "number never reused, the token on no other topic", "Print-confirmed issuance", print_confirmed),
     Check("response-envelope", "every response carries v, request_id, status, ts and data or a documented error",
           REQS, response_envelope),
     Check("event-seq", "queue events carry v, seq, type, ts, data; seq grows by one per event", "Queue events", event_seq),

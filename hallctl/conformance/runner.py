@@ -82,6 +82,7 @@ async def run(opts: Options, checks: Sequence[Check], *, on_start: Callable[[Rep
     # the checks must see of their own requests
     filters = [topics.central_status, topics.central_res(client), topics.event_filter, topics.window_state_filter,
                topics.board_state, topics.central_kpi, topics.central_staffing, topics.central_health,
+               topics.central_catalogue,
                *reads(topics, client, bad_client)]
     started = time.monotonic()
     async with Probe(conn, filters) as probe:
