@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 APPS: dict[str, "str | type[App]"] = {
     "window_display": "hallctl.apps.window_display:WindowDisplayApp",
+    "kiosk": "hallctl.apps.kiosk.app:KioskApp",
 }
 
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from typing import Any
+from typing import Any, Mapping
 
 import hallctl
 from hallctl.apps.base import App, AppContext
 from hallctl.bus import messages
 from hallctl.bus.client import Bus, Incoming
+from hallctl.bus.requests import Requester
 from hallctl.bus.topics import Topics, check_name, matches, parse
 from hallctl.config import NodeConfig
 from hallctl.errors import BadRequest, ConfigError, Expired, HallctlError, UnknownCommand, UnknownDevice
@@ -69,13 +70,16 @@ class Node:
         self._central: tuple[str, str] | None = None
         self._stopping = False
         self.ready = asyncio.Event()
+        #: requests to central as this node, for apps that call it (a kiosk issuing tickets)
+        self.requester = Requester(self.id)
         self._build_devices()
         self._follows = sorted({f for app in self.apps.values() for f in app.subscriptions()})
+        self._answers = self.topics.central_res(self.id) if any(a.uses_central for a in self.apps.values()) else None
         subscriptions = [
             (self.topics.central_status, 1),
             (self.topics.node_status(self.id), 1),
             (self.topics.dev_cmd_filter(self.id), 1),
-        ] + [(f, 1) for f in self._follows]
+        ] + [(f, 1) for f in self._follows] + ([(self._answers, 1)] if self._answers else [])
         self.bus = Bus(
             cfg.mqtt.host,
             cfg.mqtt.port,
@@ -90,6 +94,7 @@ class Node:
             password=cfg.mqtt.password,
             tls=cfg.mqtt.tls,
         )
+        self.requester.bus = self.bus
 
     @property
     def bd_seq(self) -> int:
@@ -114,7 +119,9 @@ class Node:
             app = None
             if plan.app is not None:
                 submit = (lambda action, args, device=plan.id: self.supervisor.get(device).submit(action, args))
-                ctx = AppContext(self.id, plan.id, self.topics, submit, logging.getLogger(f"hallctl.apps.{plan.app.name}"))
+                request = self._request if plan.app.uses_central else None
+                ctx = AppContext(self.id, plan.id, self.topics, submit, logging.getLogger(f"hallctl.apps.{plan.app.name}"),
+                                 request)
                 app = self.apps[plan.id] = plan.app(ctx, plan.app_options)
             self.supervisor.add(DeviceWorker(
                 plan.id, lambda plan=plan: self._make_driver(plan), on_state=self._on_device_state,
@@ -144,17 +151,25 @@ class Node:
                       device, type_, exc.path, exc.problem)
         await self.bus.apublish_reliable(self.topics.dev_event(self.id, device, type_),
                                          messages.device_event(device, type_, data))
-        app = self.apps.get(device)
-        if app is not None:
+        for other, app in self.apps.items():
             try:
-                app.on_device_event(type_, data)
+                if other == device:
+                    app.on_device_event(type_, data)
+                else:
+                    app.on_node_event(device, kind.name if kind else None, type_, data)
             except Exception:  # noqa: BLE001 - an app's bug must not stop the node
-                log.exception("app of device %s failed on event %s", device, type_)
+                log.exception("app of device %s failed on event %s of %s", other, type_, device)
 
     async def _on_device_state(self, state: DeviceState) -> None:
         doc = {k: getattr(state, k) for k in ("device", "available", "health", "reason", "since")}
         self.states[state.device] = doc
         self._seen_state.add(state.device)
+        app = self.apps.get(state.device)
+        if app is not None:
+            try:
+                app.on_device_state(dict(doc))
+            except Exception:  # noqa: BLE001 - an app's bug must not stop the node
+                log.exception("app of device %s failed on its state", state.device)
         await self.bus.try_publish(self.topics.dev_state(self.id, state.device), messages.device_state(doc), retain=True)
         self._maybe_ready()
 
@@ -187,15 +202,26 @@ class Node:
         await self._announce()
         self._maybe_ready()
 
+    async def _request(self, action: str, data: Mapping[str, Any] | None = None, *, timeout: float = 3.0,
+                       attempts: int = 2) -> dict[str, Any]:
+        """An app's request to central as this node (retried with the same request_id, with
+        ``expires_at``, so central never runs one its sender gave up on)."""
+        return await self.requester.call(self.topics.central_req(self.id, action), data, timeout=timeout,
+                                         attempts=attempts)
+
     async def _on_message(self, incoming: Incoming) -> None:
+        if incoming.topic == self._answers:
+            await self.requester.on_message(incoming)
+            return
         parsed = parse(incoming.topic)
         if parsed is None:
             return
         if parsed.kind == "dev_cmd":
             await self._on_command(incoming, parsed.device or "", parsed.name or "")
-        elif any(matches(f, incoming.topic) for f in self._follows):
-            self._to_apps(incoming)
-        elif parsed.kind == "central_status":
+            return
+        if any(matches(f, incoming.topic) for f in self._follows):
+            self._to_apps(incoming)  # and still the node's own, below: an app may follow central's status
+        if parsed.kind == "central_status":
             await self._on_central_status(incoming)
         elif parsed.kind == "node_status" and parsed.node == self.id:
             await self._on_own_status(incoming)
@@ -311,6 +337,8 @@ class Node:
 
     # -- lifecycle --------------------------------------------------------------------------
     async def run(self) -> None:
+        for device, app in self.apps.items():
+            await app.start()  # what an app serves itself (a kiosk's page) is up before it runs
         coros = [("bus", self.bus.run()), ("supervisor", self.supervisor.run()),
                  ("watchdog", self.notifier.run_watchdog(self.bus.healthy))]
         coros += [(f"app-{device}", app.run()) for device, app in self.apps.items()]
@@ -325,6 +353,11 @@ class Node:
     async def stop(self) -> None:
         self._stopping = True
         self.notifier.stopping()
+        for device, app in self.apps.items():
+            try:
+                await app.stop()
+            except Exception:  # noqa: BLE001 - the node stops all the same
+                log.exception("app of device %s failed to stop", device)
         final: list[tuple[str, Any, bool]] = []
         for dev_id, doc in self.states.items():
             gone = {**doc, "available": False, "health": "unknown", "reason": "node stopped", "since": messages.now_iso()}

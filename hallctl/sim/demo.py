@@ -1,8 +1,10 @@
 """``hallctl demo``: a whole simulated hall in one process.
 
 An embedded broker (amqtt, so nothing to install) or a given one, central, one node per window
-with an emulated Onbon BX LED display on a pty, a kiosk issuing tickets and clerks calling them.
-Everything talks over MQTT exactly as the real hall does; the displays receive real BX frames.
+with an emulated Onbon BX LED display on a pty, a kiosk node with an emulated ESC/POS ticket
+printer whose page citizens touch (and a newcomer can too, in a browser: its address is printed),
+and clerks calling them. Everything talks over MQTT exactly as the real hall does; the displays
+receive real BX frames, the printer real ESC/POS (``--out DIR`` keeps each ticket as PNG and .bin).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 import sys
 import tempfile
 import time
@@ -18,19 +21,30 @@ from pathlib import Path
 from typing import Any, AsyncIterator, TextIO
 
 from hallctl.access.roles import Client
-from hallctl.bus.client import Bus, Incoming
+from hallctl.bus.client import Bus
 from hallctl.bus.requests import Requester
 from hallctl.bus.topics import Topics
-from hallctl.central.model import HallSpec, QueueSpec, WindowSpec
+from hallctl.central.model import DepartmentSpec, HallSpec, MatterSpec, QueueSpec, WindowSpec
 from hallctl.central.service import CentralService, MqttSettings
 from hallctl.config import parse_node_config
 from hallctl.node.daemon import Node
 from hallctl.runtime.tasks import cancel_and_wait
+from hallctl.profiles import load_profiles
+from hallctl_drivers.escpos.emulator import PtyPrinter
 from hallctl_drivers.onbon_bx.emulator import BxEmulator
-from hallctl.sim.traffic import Clerk, Kiosk, TrafficStats
+from hallctl.sim.citizens import KioskCitizens
+from hallctl.sim.traffic import Clerk, TrafficStats
 
 HALL = "demo-hall"
 QUEUES = [QueueSpec("a", "A", "综合受理"), QueueSpec("b", "B", "不动产"), QueueSpec("c", "C", "税务")]
+DEPARTMENTS = [DepartmentSpec("amr", "市场监管"), DepartmentSpec("tax", "税务")]
+MATTERS = [MatterSpec("business-licence", "营业执照设立登记", "a", "amr"),
+           MatterSpec("food-permit", "食品经营许可", "a", "amr"),
+           MatterSpec("invoice", "发票申领", "c", "tax")]
+#: the kiosk node's id: also its client id at central, with the kiosk role
+KIOSK = "kiosk-1"
+#: the printer of the demo's kiosk (an 80 mm kiosk printer with a Chinese font and a cutter)
+KIOSK_PRINTER = "snbc-bt-t080"
 
 
 class DemoUnavailable(RuntimeError):
@@ -46,6 +60,10 @@ class DemoOptions:
     service_s: float = 3.0
     seed: int | None = None
     quiet: bool = False
+    #: where each printed ticket is saved (PNG and the raw bytes, .bin); None: not saved
+    out: str | None = None
+    #: the kiosk page's port (0: any free one; 8080 when it is taken)
+    kiosk_port: int = 8080
 
 
 def demo_hall_spec(windows: int) -> HallSpec:
@@ -54,7 +72,9 @@ def demo_hall_spec(windows: int) -> HallSpec:
         # the last window is a "1+X" section window (不动产 and 税务 only); the rest are universal
         queues = ("b", "c") if i == windows and windows > 1 else ("*",)
         specs[str(i)] = WindowSpec(str(i), f"{i}号窗口", queues)
-    return HallSpec(HALL, {q.id: q for q in QUEUES}, specs)
+    return HallSpec(HALL, {q.id: q for q in QUEUES}, specs, name="演示政务服务中心",
+                    matters={m.id: m for m in MATTERS}, departments={d.id: d for d in DEPARTMENTS},
+                    ticket_link="https://hall.example.cn/t/{token}")
 
 
 class Console:
@@ -89,6 +109,8 @@ class DemoHall:
     central: CentralService
     nodes: list[Node]
     emulators: dict[str, BxEmulator]
+    printer: PtyPrinter
+    kiosk_url: str
     stats: TrafficStats
     tasks: list[asyncio.Task[Any]]
 
@@ -103,6 +125,28 @@ def _node_config(w: str, host: str, port: int, tmp: Path, emu: BxEmulator) -> di
         "device": [{"id": "display", "profile": "onbon-bx-6k", "app": "window_display", "probe_interval_s": 0.5,
                     "options": {"port": emu.port, "address": 1, "window": w, "reply_timeout_s": 0.3}}],
     }
+
+
+def _kiosk_config(host: str, port: int, tmp: Path, printer: PtyPrinter, http_port: int) -> dict[str, Any]:
+    return {
+        "node": {"id": KIOSK, "hall": HALL},
+        "mqtt": {"host": host, "port": port},
+        "store": {"path": str(tmp / f"{KIOSK}.db")},
+        "device": [{"id": "printer", "profile": KIOSK_PRINTER, "app": "kiosk", "probe_interval_s": 0.5,
+                    "options": {"port": printer.port, "http_port": http_port, "next_kiosk": "服务台"}}],
+    }
+
+
+def _free_or_any(port: int) -> int:
+    """``port`` if nothing listens on it, else 0 (any free one): a demo must not fail on 8080."""
+    if port == 0:
+        return 0
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return 0
+    return port
 
 
 @contextlib.asynccontextmanager
@@ -134,7 +178,7 @@ async def demo_hall(opts: DemoOptions, out: TextIO = sys.stdout) -> AsyncIterato
 
         tasks: list[asyncio.Task[Any]] = []
         # the hall's roles, as a real hall lists them: the kiosk issues, the clerks call their windows
-        clients = (Client("demo-kiosk", "kiosk"), Client("demo-clerks", "window", tuple(hall.windows)))
+        clients = (Client(KIOSK, "kiosk"), Client("demo-clerks", "window", tuple(hall.windows)))
         central = CentralService(hall, str(tmp / "central.db"), mqtt, clients=clients)
         tasks.append(asyncio.create_task(central.run(), name="central"))
 
@@ -147,36 +191,41 @@ async def demo_hall(opts: DemoOptions, out: TextIO = sys.stdout) -> AsyncIterato
             nodes.append(node)
             tasks.append(asyncio.create_task(node.run(), name=f"node-{w}"))
 
+        printer = stack.enter_context(PtyPrinter.for_profile(load_profiles().get(KIOSK_PRINTER), out_dir=opts.out))
+        kiosk_node = Node(parse_node_config(_kiosk_config(host, port, tmp, printer, _free_or_any(opts.kiosk_port)),
+                                            file="<demo kiosk>"))
+        nodes.append(kiosk_node)
+        tasks.append(asyncio.create_task(kiosk_node.run(), name="node-kiosk"))
+
         stats = TrafficStats()
-        kiosk, clerks = Requester("demo-kiosk"), Requester("demo-clerks")
-
-        async def answered(m: Incoming) -> None:
-            await kiosk.on_message(m) or await clerks.on_message(m)
-
-        sim_bus = Bus(host, port, "demo-sim", subscriptions=[(topics.central_res(c.id), 1) for c in clients],
-                      on_message=answered, clean_session=True)
-        kiosk.bus = clerks.bus = sim_bus
+        clerks = Requester("demo-clerks")
+        sim_bus = Bus(host, port, "demo-sim", subscriptions=[(topics.central_res(clerks.client_id), 1)],
+                      on_message=clerks.on_message, clean_session=True)
+        clerks.bus = sim_bus
         tasks.append(asyncio.create_task(sim_bus.run(), name="sim-bus"))
-        running = DemoHall(hall, host, port, central, nodes, emulators, stats, tasks)
+        running = DemoHall(hall, host, port, central, nodes, emulators, printer, "", stats, tasks)
         try:
             async with asyncio.timeout(15):
                 await asyncio.gather(sim_bus.connected.wait(), central.ready.wait(),
                                      *(n.ready.wait() for n in nodes))
-            console.line(f"central and {len(nodes)} window nodes ready")
+            running.kiosk_url = kiosk_node.apps["printer"].url
+            console.line(f"central, {len(nodes) - 1} window nodes and the kiosk ready")
+            print(f"kiosk page (取号机): {running.kiosk_url}  (open it in a browser to take a ticket)", file=out, flush=True)
+            if opts.out:
+                print(f"printed tickets are saved in {opts.out} (PNG and .bin)", file=out, flush=True)
 
-            def on_issue(d: dict[str, Any]) -> None:
-                t = d["ticket"]
-                q = hall.queues[t["queue"]].name
-                phone = f", 短信至 {t['phone_masked']}" if t.get("phone_masked") else ""
-                wait = d.get("predicted_wait_min")
-                eta = f", 预计等待 {wait:.0f} 分钟" if isinstance(wait, (int, float)) else ""
-                console.line(f"取号 {t['number']} ({q}), 前面还有 {d.get('people_ahead', d.get('ahead', 0))} 人{eta}{phone}")
+            def on_issue(r: dict[str, Any]) -> None:
+                q = hall.queues[r["queue"]].name
+                phone = f", 短信至 {r['phone_masked']}" if r.get("phone_masked") else ""
+                eta = f", 预计等待 {r['wait']} 分钟" if r.get("wait") is not None else ""
+                console.line(f"取号 {r['number']} ({q}), 前面还有 {r.get('people_ahead') or 0} 人{eta}{phone}"
+                             f", 号票第 {len(printer.tickets)} 张")
 
             def on_call(window: str, t: dict[str, Any]) -> None:
                 console.line(f"叫号 请 {t['number']} 号到 {hall.windows[window].name} 办理")
 
             tasks.append(asyncio.create_task(
-                Kiosk(kiosk, topics, list(hall.queues), opts.rate, rng, stats, on_issue).run(), name="kiosk"))
+                KioskCitizens(running.kiosk_url, opts.rate, rng, stats, on_issue).run(), name="citizens"))
             for w in hall.windows:
                 tasks.append(asyncio.create_task(
                     Clerk(w, clerks, topics, opts.service_s, random.Random(rng.random()), stats, on_call).run(),
@@ -203,14 +252,15 @@ async def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
             await asyncio.sleep(0.5)
         finally:
             crashed = [t for t in running.tasks if t.done() and not t.cancelled() and t.exception()]
-    _summary(out, running.hall, running.stats, running.emulators, crashed)
+    _summary(out, running.hall, running.stats, running.emulators, crashed, running.printer, opts.out)
     return 1 if crashed else 0
 
 
 def _summary(out: TextIO, hall: HallSpec, stats: TrafficStats, emulators: dict[str, BxEmulator],
-             crashed: list[asyncio.Task[Any]]) -> None:
+             crashed: list[asyncio.Task[Any]], printer: PtyPrinter, saved: str | None) -> None:
     print("\n== demo summary ==", file=out)
     print(f"tickets issued: {len(stats.issued)}", file=out)
+    print(f"tickets printed: {len(printer.tickets)}" + (f" (saved in {saved})" if saved else ""), file=out)
     print(f"calls made:     {len(stats.calls)}", file=out)
     print(f"completed:      {stats.completed}", file=out)
     for w, emu in emulators.items():
