@@ -39,13 +39,16 @@ async def test_devices_lists_every_display_and_names_one_that_goes_quiet(mosquit
     rc, out, err = await diag(mosquitto, "devices", "--json")
     assert rc == 0, out + err
     rows = json.loads(out)["devices"]
-    assert [(r["node"], r["device"]) for r in rows] == [(f"window-{w}", "display") for w in range(1, 5)]
-    assert all(r["health"] == "ok" and r["kind"] == "window_display" and r["model"] == "Onbon 仰邦 BX-6K"
-               for r in rows), rows
+    # the demo hall: its kiosk's printer and a display per window
+    assert [(r["node"], r["device"]) for r in rows] == [("kiosk-1", "printer")] + [
+        (f"window-{w}", "display") for w in range(1, 5)]
+    assert all(r["health"] == "ok" for r in rows), rows
+    assert rows[0]["kind"] == "ticket_printer"
+    assert all(r["kind"] == "window_display" and r["model"] == "Onbon 仰邦 BX-6K" for r in rows[1:]), rows
 
     rc, text, _ = await diag(mosquitto, "devices")
     assert rc == 0 and text.splitlines()[0].split() == ["NODE", "DEVICE", "KIND", "MODEL", "HEALTH", "SINCE", "REASON"]
-    assert sum(" ok " in line for line in text.splitlines()) == 4
+    assert sum(" ok " in line for line in text.splitlines()) == 5
 
     async with Observer(mosquitto.host, mosquitto.port, [T.dev_state("window-2", "display")]) as obs:
         silenced = time.monotonic()
@@ -67,7 +70,7 @@ async def test_devices_lists_every_display_and_names_one_that_goes_quiet(mosquit
     await _wait_health(mosquitto, lambda h: any(p["node"] == "window-2" and p["health"] == "fault" for p in h["problems"]))
     hall.emulators["2"].faults.silent = False
     health = await _wait_health(mosquitto, lambda h: h["ok"])
-    assert health["counts"] == {"nodes": 4, "nodes_ready": 4, "devices": 4, "devices_ok": 4}
+    assert health["counts"] == {"nodes": 5, "nodes_ready": 5, "devices": 5, "devices_ok": 5}
 
 
 async def _wait_health(broker, pred, timeout: float = 15.0) -> dict:
@@ -112,7 +115,7 @@ async def test_run_drives_every_action_a_display_announces(mosquitto, hall):
 async def test_json_of_nodes_events_and_health_parses(mosquitto, hall, tmp_path):
     rc, out, _ = await diag(mosquitto, "nodes", env_extra={"HALLCTL_JSON": "1"})
     nodes = json.loads(out)["nodes"]
-    assert rc == 0 and [n["node"] for n in nodes] == ["window-1", "window-2", "window-3", "window-4"]
+    assert rc == 0 and [n["node"] for n in nodes] == ["kiosk-1", "window-1", "window-2", "window-3", "window-4"]
     assert all(n["state"] == "ready" and n["version"] and n["uptime_s"] is not None for n in nodes)
 
     rc, out, _ = await diag(mosquitto, "events", "--json", "--count", "3", "--duration", "20")
@@ -127,7 +130,7 @@ async def test_json_of_nodes_events_and_health_parses(mosquitto, hall, tmp_path)
     rc, out, _ = await diag(mosquitto, "health", "--json")
     assert rc == 0 and json.loads(out)["ok"] is True and json.loads(out)["central"] == "online"
     rc, text, _ = await diag(mosquitto, "health")
-    assert rc == 0 and text.startswith(f"hall {HALL}: OK - central online, 4/4 nodes ready, 4/4 devices ok")
+    assert rc == 0 and text.startswith(f"hall {HALL}: OK - central online, 5/5 nodes ready, 5/5 devices ok")
 
     # a hall nobody is in is a problem, and the halls that are there are named
     rc, _, err = await diag(mosquitto, "nodes", "--hall", "test-hal")
