@@ -73,9 +73,11 @@ async def test_a_retained_request_runs_once_and_does_not_stay_retained(mosquitto
             await obs.publish(topic, _req("ret-2", queue="a"))
             second = (await obs.wait_for(res, lambda d: d["request_id"] == "ret-2"))[0]
             assert second["data"]["ticket"]["number"] == "A002"
-            issued = await obs.wait_for(T.event("ticket.issued"), count=2)
-        assert [e["data"]["number"] for e in issued] == ["A001", "A002"]
-        assert len(obs.docs(T.event("ticket.issued"))) == 2, "the retained request issued a second ticket"
+            await obs.wait_for(T.event("ticket.issued"), lambda d: d["data"]["number"] == "A002")
+        # events are delivered at least once (the first central may stop before its outbox saw the
+        # PUBACK): readers drop repeated seqs, and so does this one
+        issued = {e["seq"]: e["data"]["number"] for e in obs.docs(T.event("ticket.issued"))}
+        assert sorted(issued.values()) == ["A001", "A002"], f"the retained request issued a second ticket: {issued}"
         assert [d["request_id"] for d in obs.docs(res)] == ["ret-1", "ret-2"], "answered once each"
 
 
