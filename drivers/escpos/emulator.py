@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,8 @@ class Ticket:
     image: "PILImage.Image"
     #: commands this printer could not take (a QR on a model without GS ( k, an oversized image)
     errors: list[str] = field(default_factory=list)
+    #: ``time.monotonic()`` when the chunk holding the ticket's last byte arrived (for benchmarks)
+    last_byte_at: float | None = None
 
     @property
     def text(self) -> str:
@@ -135,6 +138,8 @@ class PrinterMachine:
         self._pending_bytes = 0
         self._link_cut = False
         self._tail = b""
+        #: ``time.monotonic()`` of the last chunk received
+        self.received_at: float | None = None
         self._reset()
         self._new_ticket()
 
@@ -186,6 +191,7 @@ class PrinterMachine:
             self.faults.unplug_after_bytes = left if left > 0 else None
             self._link_cut = left <= 0
         self.received += data
+        self.received_at = time.monotonic()
         out = bytearray()
         # Real-time commands act on receipt, wherever they are, even inside image data (HPRT
         # TP809 manual p.30): found in the raw stream, in order with what precedes them.
@@ -378,7 +384,7 @@ class PrinterMachine:
     def _close(self, ended: str) -> None:
         ticket = Ticket(index=len(self.tickets) + 1, raw=bytes(self._raw), lines=self._lines, qr=self._codes,
                         rasters=self._rasters, ended=ended, image=self._canvas.result(margin=CHAR_DOTS),
-                        errors=self._errors)
+                        errors=self._errors, last_byte_at=self.received_at)
         self.tickets.append(ticket)
         if self.out_dir is not None:
             ticket.save(self.out_dir)
@@ -420,17 +426,31 @@ class _Front:
 
 
 class PtyPrinter(PtyDevice, _Front):
-    """The printer on a pseudo-terminal: the driver opens :attr:`port` like /dev/ttyUSB0."""
+    """The printer on a pseudo-terminal: the driver opens :attr:`port` like /dev/ttyUSB0.
 
-    def __init__(self, printer: PrinterMachine | None = None, *, name: str | None = None, **machine: Any) -> None:
+    A pty has no baud rate: ``baudrate`` (e.g. 115200) paces the reading like a serial line
+    (10 bits a byte, 8N1): each chunk is taken only once its bytes could have crossed the wire,
+    so the host's writes block as on a real port. Off (None) by default. While a chunk waits,
+    the reader holds :attr:`cond` (``set()`` from a test waits for it).
+    """
+
+    def __init__(self, printer: PrinterMachine | None = None, *, name: str | None = None,
+                 baudrate: int | None = None, **machine: Any) -> None:
         PtyDevice.__init__(self, name=name or "escpos-printer")
         self.printer = printer or PrinterMachine(**machine)
+        self.baudrate = baudrate
+        self._wire_free = 0.0
 
     @classmethod
-    def for_profile(cls, profile: "Profile", **machine: Any) -> "PtyPrinter":
-        return cls(PrinterMachine.for_profile(profile, **machine))
+    def for_profile(cls, profile: "Profile", *, baudrate: int | None = None, **machine: Any) -> "PtyPrinter":
+        return cls(PrinterMachine.for_profile(profile, **machine), baudrate=baudrate)
 
     def handle(self, chunk: bytes) -> bytes | None:
+        if self.baudrate:
+            self._wire_free = max(time.monotonic(), self._wire_free) + len(chunk) * 10 / self.baudrate
+            delay = self._wire_free - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
         reply, cut = self._received(chunk)
         if cut:
             self.unplug()
