@@ -86,6 +86,12 @@ class Driver(abc.ABC):
         if self.on_event is not None:
             self.on_event(type_, dict(data or {}))
 
+    def time_allowed(self, action: str, args: Mapping[str, Any]) -> float | None:
+        """Seconds this job may take when that is longer than the node's command timeout (a raster
+        ticket on a slow serial line), else None. A driver that says so bounds its own progress
+        (every write and read has its own timeout), so the longer limit never hides a hang."""
+        return None
+
     @abc.abstractmethod
     async def start(self) -> None: ...
 

@@ -297,3 +297,17 @@ async def test_a_model_that_cannot_answer_gs_r_is_confirmed_by_status_alone() ->
     async with p:
         assert (await p.execute("print", {"blocks": SAMPLE}))["confirmed"]
     assert b"\x1dr\x01" not in fake.written
+
+
+def test_a_ticket_on_a_slow_serial_line_is_allowed_its_wire_time() -> None:
+    """A raster ticket is ~43 KB: 44 s at 9600 baud, far past the node's 10 s command timeout,
+    which voided every such ticket. The printer says how long a print may take on its line (the
+    driver bounds each write itself); on TCP or USB, and for anything but a print, the node's own
+    timeout stands."""
+    serial = make("epson-tm-t88v", {"port": "/dev/ttyUSB0", "baudrate": 9600})
+    allowed = serial.time_allowed("print", {"blocks": []})
+    assert allowed is not None and allowed > 512 // 8 * 8000 * 10 / 9600
+    fast = make("epson-tm-t88v", {"port": "/dev/ttyUSB0", "baudrate": 115200})
+    assert fast.time_allowed("print", {}) < allowed
+    assert serial.time_allowed("status", {}) is None
+    assert make("epson-tm-t88v", {"host": "printer"}).time_allowed("print", {}) is None

@@ -386,3 +386,28 @@ async def test_a_fault_the_device_reports_is_looked_at_again_every_probe_interva
         assert state.health == "ok"
     finally:
         await stop(task)
+
+
+async def test_a_job_the_driver_allows_more_time_is_not_cut_off():
+    """A driver may say a job takes longer than the node's command timeout (a ticket on a slow
+    serial line); other jobs keep the node's timeout."""
+    class SlowPrinter(FakeDriver):
+        def time_allowed(self, action, args):
+            return 5.0 if action == "show" else None
+
+        async def execute(self, action, args):
+            if action == "show":
+                await asyncio.sleep(0.2)
+            return await super().execute(action, args)
+
+    hw, states = FakeHardware(), StateLog()
+    worker = DeviceWorker("printer", lambda: SlowPrinter(hw), on_state=states, command_timeout=0.05,
+                          backoff_initial=0.001, backoff_max=0.01, probe_interval=3600)
+    task = asyncio.create_task(worker.run())
+    try:
+        await states.wait(up)
+        assert await worker.submit("show", {"text": "A001"}) == {"shown": "A001"}
+        with pytest.raises(DeviceTimeout):
+            await worker.submit("hang", {})
+    finally:
+        await stop(task)

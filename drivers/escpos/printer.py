@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Mapping, NoReturn
 
 from hallctl.errors import BadRequest, ConfigError, DeviceError, DeviceOffline, DeviceTimeout, HallctlError, UnknownCommand
 from hallctl_drivers.base import Driver, Health, ProbeResult
-from hallctl_drivers.escpos.codec import Job, PrinterModel, encode_ticket
+from hallctl_drivers.escpos.codec import MAX_TICKET_DOTS, Job, PrinterModel, encode_ticket
 from hallctl_drivers.escpos.document import Block, parse_blocks
 from hallctl_drivers.escpos.schemas import FEATURES, OPTIONS_SCHEMA, OVERRIDES, SETTINGS_SCHEMA
 from hallctl_drivers.escpos.status import (
@@ -117,6 +117,15 @@ class EscPosPrinter(Driver):
         result = _health(status, detail)
         self._report(result, status)
         return result
+
+    def time_allowed(self, action: str, args: Mapping[str, Any]) -> float | None:
+        """A ticket on a serial line takes its wire time: the longest one this model prints (a
+        raster of MAX_TICKET_DOTS rows) at the line's speed, plus the status queries and GS r."""
+        baud = getattr(self._transport, "baudrate", None)
+        if action not in ("print", "test_ticket") or not baud:
+            return None
+        longest = self.model.dots_per_line // 8 * MAX_TICKET_DOTS + 1024
+        return longest * 10 / baud + self.print_timeout + 4 * self.status_timeout + 2.0
 
     async def execute(self, action: str, args: Mapping[str, Any]) -> dict[str, Any]:
         if action not in self.actions:

@@ -280,7 +280,8 @@ class DeviceWorker:
         assert self._driver is not None
         self._current = job  # stays set if we are cancelled: the shutdown answers this caller
         try:
-            result = await _within(self._driver.execute(action, args), self.command_timeout)
+            allowed = max(self.command_timeout, self._driver.time_allowed(action, args) or 0.0)
+            result = await _within(self._driver.execute(action, args), allowed)
         except Exception as exc:
             self._current = None
             return self._job_failed(fut, action, exc)
