@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -65,9 +67,12 @@ class Tab:
 async def chromium(url: str, width: int = 1080, height: int = 1920) -> AsyncIterator[Tab]:
     binary = shutil.which("chromium")
     assert binary, "Debian's chromium is needed (scripts/test installs it)"
-    with tempfile.TemporaryDirectory(prefix="hallctl-chromium-") as profile:
+    # Chromium's helpers (zygote, renderers, crashpad) may still write the profile while the main
+    # process exits: they run in its own process group, ended together, and a file they leave
+    # behind in the temp profile is no failure of the test
+    with tempfile.TemporaryDirectory(prefix="hallctl-chromium-", ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}", url],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             port_file = Path(profile) / "DevToolsActivePort"
             async with asyncio.timeout(30):
@@ -88,9 +93,17 @@ async def chromium(url: str, width: int = 1080, height: int = 1920) -> AsyncIter
                                    deviceScaleFactor=1, mobile=False)
                     yield tab
         finally:
-            proc.terminate()
+            _signal_group(proc, signal.SIGTERM)
             try:
                 await asyncio.to_thread(proc.wait, 10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _signal_group(proc, signal.SIGKILL)
                 await asyncio.to_thread(proc.wait)
+            _signal_group(proc, signal.SIGKILL)  # any helper still running
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
