@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hallctl.apps.kiosk.flow import Issue, KioskFlow, Lookup, mask_typed
 from hallctl.apps.kiosk.layout import ticket_blocks
@@ -231,3 +233,24 @@ def test_the_example_kiosk_config_plans_and_a_bad_template_file_is_a_config_erro
     with pytest.raises(ConfigError) as err:
         plan_node(parse_node_config(raw, file="kiosk.toml"), load_profiles())
     assert "ticket.notice" in str(err.value) and "{phone}" in str(err.value)
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                     max_leaves=8)
+_DOS = st.sampled_from(["queue", "matter", "code", "code_ok", "digit", "char", "back", "confirm", "no_sms",
+                        "phone_ok", "home", "query", "query_go", "elder", "clear", "delete"]) | st.text(max_size=6)
+HAPPY_PATH = ({"do": "queue", "id": "general"}, {"do": "matter", "id": "licence"}, {"do": "no_sms"}, {"do": "confirm"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.fixed_dictionaries({"do": _DOS}, optional={"id": _JSON, "d": _JSON, "c": _JSON}), max_size=12))
+def test_garbage_touches_never_break_the_flow(touches) -> None:
+    """What the page posts is whatever a browser (or anyone on the kiosk's network) sends: any
+    JSON in any field, on any screen, changes nothing or moves the flow on; it never raises."""
+    flow = ready_flow()
+    for action in touches:
+        flow.press(action)
+    # and a citizen after them still gets a ticket asked for: home, category, matter, no SMS, confirm
+    effect = touch(flow, {"do": "home"}, *HAPPY_PATH)
+    assert isinstance(effect, Issue), (flow.shown, effect)

@@ -138,7 +138,7 @@ class KioskFlow:
         return handler(do, action) if handler is not None else None
 
     def _on_home(self, do: Any, action: Mapping[str, Any]) -> Effect:
-        if do == "queue" and action.get("id") in self._queues():
+        if do == "queue" and isinstance(action.get("id"), str) and action["id"] in self._queues():
             self.entry = _Entry(queue=str(action["id"]))
             self.screen = "matters" if self.matters_of(self.entry.queue) else "phone"
         elif do == "code" and "online" in self._classes():
@@ -149,7 +149,7 @@ class KioskFlow:
     def _on_matters(self, do: Any, action: Mapping[str, Any]) -> Effect:
         if do == "matter":
             ids = {m["id"] for m in self.matters_of(self.entry.queue)}
-            if action.get("id") is None or action.get("id") in ids:
+            if action.get("id") is None or (isinstance(action.get("id"), str) and action["id"] in ids):
                 self.entry.matter = action.get("id")
                 self.screen = "phone"
         elif do == "back":
