@@ -87,14 +87,17 @@ class KioskServer:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
         await resp.prepare(request)
         seen = -1
-        while True:
-            view = self.kiosk.view()
-            if view["version"] != seen:
-                seen = view["version"]
-                await resp.write(f"data: {_dumps(view)}\n\n".encode())
-            else:
-                await resp.write(b": keepalive\n\n")
-            await self.kiosk.wait_change(seen, KEEPALIVE_S)
+        try:
+            while True:
+                view = self.kiosk.view()
+                if view["version"] != seen:
+                    seen = view["version"]
+                    await resp.write(f"data: {_dumps(view)}\n\n".encode())
+                else:
+                    await resp.write(b": keepalive\n\n")
+                await self.kiosk.wait_change(seen, KEEPALIVE_S)
+        except ConnectionResetError:  # the page was closed or reloaded: nothing to report
+            return resp
 
 
 def _dumps(doc: Any) -> str:
