@@ -53,6 +53,9 @@ class Driver(abc.ABC):
     kind: ClassVar[str] = ""
     #: the optional features of the kind this driver implements
     features: ClassVar[frozenset[str]] = frozenset()
+    #: seconds between health probes of an idle device, unless the node config sets
+    #: ``probe_interval_s``: what a fault may take to show (a printer's paper out: under a second)
+    probe_interval_s: ClassVar[float] = 15.0
     #: JSON Schema of the profile's [settings] table (defaults filled in from it)
     settings_schema: ClassVar[Mapping[str, Any]] = {"type": "object"}
     #: JSON Schema of the device's options in the node config (port, address, ...)

@@ -71,3 +71,19 @@ def test_help_lists_the_subcommands():
     assert proc.returncode == 0
     for word in ("demo", "central", "node"):
         assert word in proc.stdout
+
+
+def test_an_idle_device_is_probed_as_often_as_its_driver_needs_unless_the_config_says() -> None:
+    """A kiosk printer's paper out must reach the screen and the technicians within a second; a
+    window display may be probed every 15 s. A node config that sets the interval wins."""
+    from hallctl.node.plan import plan_node
+
+    def interval(profile: str, **device) -> float:
+        cfg = parse_node_config({"node": {"id": "n1", "hall": HALL}, "device": [
+            {"id": "d", "profile": profile, "options": {"port": "/dev/ttyUSB0"}, **device}]})
+        (plan,) = plan_node(cfg, load_profiles())
+        return plan.probe_interval_s
+
+    assert interval("snbc-bt-t080") == 0.5
+    assert interval("onbon-bx-6k") == 15.0
+    assert interval("snbc-bt-t080", probe_interval_s=2) == 2.0

@@ -47,6 +47,8 @@ class EscPosPrinter(Driver):
 
     kind: ClassVar[str] = "ticket_printer"
     features = FEATURES
+    #: paper out, cover open: the kiosk's screen and the technicians know within a second
+    probe_interval_s = 0.5
     settings_schema = SETTINGS_SCHEMA
     options_schema = OPTIONS_SCHEMA
 

@@ -36,8 +36,9 @@ class DeviceConfig:
     app: str | None = None
     #: device-specific options: the driver's (port, address, ...) and its app's (window, ...)
     options: dict[str, Any] = field(default_factory=dict)
-    #: seconds between health probes while the device is idle
-    probe_interval_s: float = 15.0
+    #: seconds between health probes while the device is idle; None: its driver's
+    #: ``probe_interval_s`` (a ticket printer's paper out must show within a second)
+    probe_interval_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def parse_node_config(data: Mapping[str, Any], *, file: str | None = None) -> No
         d = r.table(raw, where, _DEVICE_FIELDS, hint=_DEVICE_HINT)
         devices.append(DeviceConfig(
             id=d["id"], profile=d["profile"], app=d["app"], options=dict(d["options"] or {}),
-            probe_interval_s=float(d["probe_interval_s"]),
+            probe_interval_s=None if d["probe_interval_s"] is None else float(d["probe_interval_s"]),
         ))
     r.unique([(f"device[{i}].id", d.id) for i, d in enumerate(devices)], "device id")
     profile_dirs = []

@@ -125,7 +125,7 @@ class Node:
                 app = self.apps[plan.id] = plan.app(ctx, plan.app_options)
             self.supervisor.add(DeviceWorker(
                 plan.id, lambda plan=plan: self._make_driver(plan), on_state=self._on_device_state,
-                on_up=app.on_up if app is not None else None, probe_interval=plan.config.probe_interval_s))
+                on_up=app.on_up if app is not None else None, probe_interval=plan.probe_interval_s))
 
     def _make_driver(self, plan: DevicePlan) -> Any:
         driver = plan.build_driver()

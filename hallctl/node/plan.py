@@ -46,6 +46,13 @@ class DevicePlan:
     def id(self) -> str:
         return self.config.id
 
+    @property
+    def probe_interval_s(self) -> float:
+        """The node config's interval, else the driver's own."""
+        if self.config.probe_interval_s is not None:
+            return self.config.probe_interval_s
+        return self.driver.probe_interval_s if self.driver is not None else Driver.probe_interval_s
+
     def build_driver(self) -> Driver:
         assert self.driver is not None and self.profile is not None
         return self.driver(self.profile.settings, self.driver_options, features=self.profile.features)
