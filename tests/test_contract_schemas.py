@@ -191,6 +191,12 @@ class Samples:
         ask("ticket.issue", {"queue": "a", "priority": "appointment", "slot": slot.isoformat()})
         ask("ticket.issue", {"queue": "a", "priority": "appointment", "slot": (slot - timedelta(hours=1)).isoformat()})
         ask("ticket.issue", {"queue": "b", "birth_date": "19400101", "priority": "online"})
+        # a booking used by its ticket, one cancelled; an online application's code
+        ask("appointment.book", {"code": "YY2026A1", "matter": "deed", "slot": slot.isoformat(), "phone": "13900139000"})
+        ask("ticket.issue", {"appointment": "YY2026A1"})
+        ask("appointment.book", {"code": "YY2026B2", "queue": "a", "slot": slot.isoformat()})
+        ask("appointment.cancel", {"code": "YY2026B2"})
+        ask("ticket.issue", {"queue": "a", "online_code": "WSB2026001"})
         # printed: confirmed; the printer failed: voided; a kiosk that died: voided by central
         printed = ask("ticket.issue", {"queue": "a", "confirm": "print"})["data"]
         ask("ticket.status", {"token": printed["token"]})

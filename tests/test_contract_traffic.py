@@ -209,6 +209,14 @@ async def _drive(hall: HallClient, clock: Clock, svc: CentralService) -> None:
     assert "missed_slot" in issued
     await ask("kiosk-1", "ticket.issue", {"queue": "b", "birth_date": "19400101"})
     await ask("clerk-1", "ticket.issue", {"queue": "b", "channel": "window"})
+    # the booking system books (one booking used by the kiosk, one cancelled); an online application
+    svc.set_clients(CLIENTS + (Client("yuyue", "booking"),))
+    await ask("yuyue", "appointment.book", {"code": "YY20261123", "matter": "deed", "slot": slot.isoformat(),
+                                            "phone": "13900139000"})
+    await ask("kiosk-1", "ticket.issue", {"appointment": "YY20261123"})
+    await ask("yuyue", "appointment.book", {"code": "YY20261124", "queue": "a", "slot": late.isoformat()})
+    await ask("yuyue", "appointment.cancel", {"code": "YY20261124"})
+    await ask("kiosk-1", "ticket.issue", {"queue": "a", "online_code": "ZJWB20261123"})
     # window 1: call, recall, start, transfer, call, complete, call, no-show
     await ask("clerk-1", "window.call_next", {"window": "1"})
     await ask("clerk-1", "window.recall", {"window": "1"})

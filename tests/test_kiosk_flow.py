@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from hallctl.apps.kiosk.flow import Issue, KioskFlow, Lookup, mask_typed
 from hallctl.apps.kiosk.layout import ticket_blocks
+from hallctl.apps.kiosk.pin import pin_hash
 from hallctl.apps.kiosk.templates import TemplateError, load_texts
 from datetime import datetime
 
@@ -65,7 +66,8 @@ def test_category_matter_phone_confirm_asks_central_for_a_print_confirmed_ticket
     done = flow.view()
     assert done["screen"] == "done"
     assert done["result"] == {"number": "A005", "queue": "general", "matter": "licence", "priority": None,
-                              "phone_masked": "138****8000", "people_ahead": 4, "wait": 6, "where": "请在综合受理等候区等候叫号"}
+                              "phone_masked": "138****8000", "people_ahead": 4, "wait": 6, "where": "请在综合受理等候区等候叫号",
+                              "missed_slot": False}
     assert "13800138000" not in json.dumps(done, ensure_ascii=False)
 
 
@@ -106,14 +108,21 @@ def test_an_id_card_gives_the_birth_date_to_central_and_never_to_the_page() -> N
     assert "19500101" not in repr(flow.entry)
 
 
-def test_an_online_application_code_issues_an_online_ticket() -> None:
+def test_an_online_application_code_reaches_central_with_the_ticket() -> None:
     flow = ready_flow()
-    touch(flow, {"do": "code"}, *[{"do": "char", "c": c} for c in "wsb12"], {"do": "code_ok"})
+    touch(flow, {"do": "code"}, *[{"do": "char", "c": c} for c in "wsb1o"], {"do": "code_ok"})
     assert flow.view()["message"] == {"key": "code_invalid"}
     touch(flow, {"do": "char", "c": "3"}, {"do": "code_ok"}, {"do": "no_sms"})
     assert flow.view()["online"] is True
-    assert touch(flow, {"do": "confirm"}).data == {"queue": "general", "priority": "online", "channel": "kiosk",
+    # the code goes to central with the ticket (its class follows from it): the clerk is told it
+    assert touch(flow, {"do": "confirm"}).data == {"queue": "general", "online_code": "WSB1O3", "channel": "kiosk",
                                                    "confirm": "print"}
+    # one central would refuse (it reads as a phone number: no clerk could see it unmasked)
+    flow = ready_flow()
+    touch(flow, {"do": "code"}, *[{"do": "char", "c": c} for c in "13800138000"], {"do": "code_ok"})
+    assert flow.view()["screen"] == "code" and flow.view()["message"] == {"key": "code_invalid"}
+    touch(flow, {"do": "clear"})
+    assert flow.view()["code"] == ""
     closed_to_online = ready_flow()
     closed_to_online.on_catalogue({**CATALOGUE, "classes": ["walkin"]})
     touch(closed_to_online, {"do": "code"})
@@ -239,16 +248,20 @@ _JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow
                      lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
                      max_leaves=8)
 _DOS = st.sampled_from(["queue", "matter", "code", "code_ok", "digit", "char", "back", "confirm", "no_sms",
-                        "phone_ok", "home", "query", "query_go", "elder", "clear", "delete"]) | st.text(max_size=6)
+                        "phone_ok", "home", "query", "query_go", "elder", "clear", "delete", "appointment", "appt_ok",
+                        "green", "ground", "pin_ok"]) | st.text(max_size=6)
+_IDS = st.sampled_from(["general", "house", "licence", "urgent", "1", "2"])
 HAPPY_PATH = ({"do": "queue", "id": "general"}, {"do": "matter", "id": "licence"}, {"do": "no_sms"}, {"do": "confirm"})
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.fixed_dictionaries({"do": _DOS}, optional={"id": _JSON, "d": _JSON, "c": _JSON}), max_size=12))
+@given(st.lists(st.fixed_dictionaries({"do": _DOS}, optional={"id": _JSON | _IDS, "d": _JSON, "c": _JSON}),
+                max_size=12))
 def test_garbage_touches_never_break_the_flow(touches) -> None:
     """What the page posts is whatever a browser (or anyone on the kiosk's network) sends: any
-    JSON in any field, on any screen, changes nothing or moves the flow on; it never raises."""
-    flow = ready_flow()
+    JSON in any field, on any screen (the appointment and green-channel ones too), changes nothing
+    or moves the flow on; it never raises."""
+    flow = ready_flow(grounds={"urgent": "急事急办"}, green_pin=pin_hash("2468", salt="saltsalt"))
     for action in touches:
         flow.press(action)
     # and a citizen after them still gets a ticket asked for: home, category, matter, no SMS, confirm

@@ -9,6 +9,9 @@ performance: any client could run any action.
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 from hallkit import HALL, Observer, central
 
@@ -18,6 +21,7 @@ from hallctl.central.config import parse_central_config
 from hallctl.errors import ConfigError
 
 T = Topics(HALL)
+TEN = datetime(2026, 11, 23, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 CLIENTS = (
     Client("kiosk-1", "kiosk"),
     Client("window-1", "window", ("1",)),
@@ -25,6 +29,7 @@ CLIENTS = (
     Client("hall-manager", "dashboard"),
     Client("tech", "technician"),
     Client("board-1", "display"),
+    Client("yuyue", "booking"),
 )
 
 
@@ -115,6 +120,56 @@ async def test_an_open_hall_lets_every_client_call_every_action(mosquitto, tmp_p
     assert any("every client may call every action" in r.getMessage() for r in caplog.records)
 
 
+async def test_the_booking_system_books_and_cancels_a_kiosk_may_not(mosquitto, tmp_path):
+    """Issue 9: appointments are booked by the hall's booking system (role booking), not by a
+    kiosk or a window; the kiosk then issues the booking's ticket by its code."""
+    host, port = mosquitto.host, mosquitto.port
+    async with Observer(host, port, [f"{T.base}/central/res/+", T.event_filter]) as obs, \
+            central(host, port, tmp_path, clients=CLIENTS, clock=lambda: TEN) as svc:
+        slot = "2026-11-23T10:30:00+08:00"
+        for client in ("kiosk-1", "window-1", "board-1", "hall-manager"):
+            _forbidden(await _ask(obs, client, "appointment.book", f"{client}-book", code="YY0001", queue="a",
+                                  slot=slot))
+        booked = await _ask(obs, "yuyue", "appointment.book", "y-book", code="YY0001", queue="a", slot=slot)
+        assert booked["status"] == "ok" and booked["data"]["appointment"]["status"] == "booked"
+        _forbidden(await _ask(obs, "kiosk-1", "appointment.cancel", "k-cancel", code="YY0001"))
+        # the booking system may read a ticket's status and the queues, but not issue or call
+        _forbidden(await _ask(obs, "yuyue", "ticket.issue", "y-issue", appointment="YY0001"))
+        _forbidden(await _ask(obs, "yuyue", "window.call_next", "y-call", window="1"))
+        assert (await _ask(obs, "yuyue", "queue.status", "y-status"))["status"] == "ok"
+        issued = await _ask(obs, "kiosk-1", "ticket.issue", "k-issue", appointment="YY0001")
+        assert issued["data"]["ticket"]["priority"] == "appointment"
+        used = await _ask(obs, "yuyue", "appointment.cancel", "y-cancel", code="YY0001")
+        assert used["error"]["code"] == "conflict" and used["error"]["detail"]["reason"] == "used"
+        assert svc.core.state.appointments["YY0001"].ticket == issued["data"]["ticket"]["id"]
+
+
+async def test_an_online_code_reaches_the_window_that_calls_the_ticket_only(mosquitto, tmp_path):
+    """The online application's code (网上件) is given to the window the ticket is called to, in
+    its window actions' answers and its ticket.status, and to nobody else: not another window,
+    not the board, not the kiosk that issued it, on no event."""
+    host, port = mosquitto.host, mosquitto.port
+    async with Observer(host, port, [f"{T.base}/#"]) as obs, central(host, port, tmp_path, clients=CLIENTS):
+        issued = await _ask(obs, "kiosk-1", "ticket.issue", "k-online", queue="a", online_code="ZJWB20261123")
+        assert "online_code" not in issued["data"]["ticket"] and issued["data"]["ticket"]["priority"] == "online"
+        before = await _ask(obs, "window-1", "ticket.status", "w1-before", ticket="A001")
+        assert "online_code" not in before["data"]["ticket"]  # not called yet: no window's
+        await _ask(obs, "window-1", "window.open", "w1-open", window="1")
+        called = await _ask(obs, "window-1", "window.call_next", "w1-call", window="1")
+        assert called["data"]["ticket"]["online_code"] == "ZJWB20261123"
+        started = await _ask(obs, "window-1", "window.start", "w1-start", window="1")
+        assert started["data"]["ticket"]["online_code"] == "ZJWB20261123"
+        mine = await _ask(obs, "window-1", "ticket.status", "w1-status", ticket="A001")
+        assert mine["data"]["ticket"]["online_code"] == "ZJWB20261123"
+        for client in ("window-23", "board-1", "kiosk-1", "tech", "hall-manager"):
+            theirs = await _ask(obs, client, "ticket.status", f"{client}-status", ticket="A001")
+            assert theirs["status"] == "ok" and "online_code" not in theirs["data"]["ticket"], client
+        await obs.wait_for(T.event("ticket.started"))
+    allowed = {T.central_res("window-1"), T.central_req("kiosk-1", "ticket.issue")}
+    where = {topic for topic, payload, _ in obs.messages if b"ZJWB20261123" in payload}
+    assert where and where <= allowed, f"the online code was published on {where - allowed}"
+
+
 # -- the [[client]] section of central's config ------------------------------------------------
 
 _BASE = {
@@ -156,7 +211,7 @@ def test_two_clients_with_one_id_are_refused():
 
 def test_every_role_the_issue_names_exists():
     assert set(ROLES) == {"central", "outside-central", "kiosk", "window", "display", "sms", "technician",
-                          "dashboard"}
+                          "dashboard", "booking"}
 
 
 def test_the_roles_table_in_topics_md_is_the_code_s():

@@ -26,6 +26,8 @@ WINDOW_ACTIONS = frozenset({
 _VIEWS = frozenset({"queue.status", "ticket.status"})
 #: issuing a ticket, and confirming or voiding its print (ticket.issue {confirm: "print"})
 _ISSUE = frozenset({"ticket.issue", "ticket.confirm", "ticket.void"})
+#: the hall's booking system (预约平台): booking and cancelling appointments by their codes
+_BOOKING = frozenset({"appointment.book", "appointment.cancel"})
 ALL = frozenset({"*"})
 
 
@@ -67,6 +69,8 @@ _ROLES = (
     Role("window", "a window's node or a clerk's client: the window actions for its own windows",
          WINDOW_ACTIONS | _ISSUE | _VIEWS, own_windows=True),
     Role("display", "a call-order board or voice caller node: reads the hall's public state", _VIEWS),
+    Role("booking", "the hall's booking system (预约平台) or its adapter: books and cancels appointments",
+         _BOOKING | _VIEWS),
     Role("sms", "an SMS gateway: the only role besides central that reads phone numbers (sms/#)",
          _VIEWS, readwrite=("sms/#",)),
     Role("technician", "diagnostics: every node's devices and the hall's health", _VIEWS,
@@ -116,3 +120,17 @@ class Access:
                 mine = ", ".join(known.windows) or "none"
                 raise Forbidden(f"client {client!r} may act on its own windows only ({mine}), not "
                                 f"{window!r}", action=action, window=window)
+
+    def sees_window(self, client: str, window: str | None) -> bool:
+        """Whether ``client`` is told what only the window a ticket is called to may know (an
+        online application's code, in its ``ticket.status`` answer): a window client of that
+        window, central's roles, anyone in an open hall."""
+        if self.open:
+            return True
+        known = self._clients.get(client)
+        if known is None or window is None:
+            return False
+        role = ROLES[known.role]
+        if "*" in role.actions:
+            return True
+        return role.own_windows and window in known.windows

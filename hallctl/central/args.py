@@ -2,7 +2,8 @@
 
 Pure: each parser takes the hall and the request's ``data`` and returns the keyword arguments of
 its command, or raises BadRequest / NotFound naming the field. Personal values (phone, birth date)
-are never echoed in an error: error messages end up in logs.
+and secrets (an appointment's code, an online application's code) are never echoed in an error:
+error messages end up in logs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import re
 from datetime import date, datetime
 from typing import Any, Mapping
 
-from hallctl.central.model import CONFIRM_MODES, ID_RE, PHONE_RE, PRIORITIES, HallSpec
+from hallctl.central.model import CODE_RE, CONFIRM_MODES, ID_RE, PHONE_RE, PRIORITIES, HallSpec
 from hallctl.central.pending import VOID_REASON_RE
 from hallctl.errors import BadRequest, NotFound
 from hallctl.privacy import scrub
@@ -71,25 +72,48 @@ def open_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def issue_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
-    """``ticket.issue {queue | matter, phone?, channel?, priority?, slot?, birth_date?, confirm?}``."""
-    check_fields(data, ("queue", "matter", "phone", "channel", "priority", "slot", "birth_date", "confirm"))
-    queue, matter = _queue_or_matter(hall, data)
+    """``ticket.issue {queue | matter | appointment, phone?, channel?, priority?, slot?,
+    online_code?, birth_date?, confirm?}``. With ``appointment`` (a booking's code) the queue,
+    matter and slot are the booking's: the request may not give them."""
+    check_fields(data, ("queue", "matter", "appointment", "online_code", "phone", "channel", "priority", "slot",
+                        "birth_date", "confirm"))
+    appointment = _code(data, "appointment")
+    online_code = _code(data, "online_code")
+    priority = string(data, "priority", required=False)
+    if appointment is not None:
+        for name in ("queue", "matter", "slot", "online_code"):
+            if data.get(name) is not None:
+                raise BadRequest(f"{name}: comes from the appointment; give the appointment alone", field=name)
+        if priority not in (None, "appointment"):
+            raise BadRequest("priority: a ticket for an appointment is of class appointment", field="priority")
+        priority = "appointment"
+        queue, matter = "", None  # the command takes them from the booking
+    else:
+        queue, matter = _queue_or_matter(hall, data)
+    if online_code is not None:
+        if priority not in (None, "online"):
+            raise BadRequest("priority: a ticket with an online_code is of class online", field="priority")
+        if scrub(online_code) != online_code:  # the window's answer would have to mask it
+            raise BadRequest("online_code: reads as a phone or ID card number; the window must take this "
+                             "application", field="online_code")
+        priority = "online"
     phone = data.get("phone")
     if phone is not None and (not isinstance(phone, str) or not PHONE_RE.match(phone)):
         raise BadRequest("phone: must be an 11-digit mainland mobile number (1[3-9]…)", field="phone")
     channel = string(data, "channel", required=False) or "kiosk"
     if channel not in CHANNELS:
         raise BadRequest(f"channel: must be one of {', '.join(CHANNELS)}", field="channel")
-    priority = string(data, "priority", required=False) or "walkin"
+    priority = priority or "walkin"
     if priority not in PRIORITIES:
         raise BadRequest(f"priority: must be one of {', '.join(PRIORITIES)}", field="priority")
     if priority not in hall.classes:
-        raise BadRequest(f"priority: the hall does not offer {priority} (it offers {', '.join(hall.classes)})",
-                         field="priority")
+        field = "appointment" if appointment else "online_code" if online_code else "priority"
+        raise BadRequest(f"{field}: the hall does not offer {priority} (it offers {', '.join(hall.classes)})",
+                         field=field)
     confirm = string(data, "confirm", required=False)
     if confirm is not None and confirm not in CONFIRM_MODES:
         raise BadRequest(f"confirm: must be one of {', '.join(CONFIRM_MODES)}", field="confirm")
-    slot = _slot(data.get("slot"), priority)
+    slot = None if appointment is not None else _slot(data.get("slot"), priority)
     birth = data.get("birth_date")
     born: date | None = None
     if birth is not None:
@@ -109,7 +133,30 @@ def issue_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
         "slot": slot,
         "born": born,
         "confirm": confirm,
+        "appointment": appointment,
+        "online_code": online_code,
     }
+
+
+def book_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``appointment.book {code, queue | matter, slot, phone?}``: the booking system's booking."""
+    check_fields(data, ("code", "queue", "matter", "slot", "phone"))
+    code = _code(data, "code", required=True)
+    if "appointment" not in hall.classes:
+        raise BadRequest(f"code: the hall does not offer appointments (it offers {', '.join(hall.classes)})",
+                         field="code")
+    queue, matter = _queue_or_matter(hall, data)
+    phone = data.get("phone")
+    if phone is not None and (not isinstance(phone, str) or not PHONE_RE.match(phone)):
+        raise BadRequest("phone: must be an 11-digit mainland mobile number (1[3-9]…)", field="phone")
+    return {"code": code, "queue": queue, "matter": matter, "slot": _slot(data.get("slot"), "appointment"),
+            "phone": phone}
+
+
+def cancel_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``appointment.cancel {code}``."""
+    check_fields(data, ("code",))
+    return {"code": _code(data, "code", required=True)}
 
 
 def transfer_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,6 +196,19 @@ def void_args(hall: HallSpec, data: Mapping[str, Any]) -> dict[str, Any]:
     if not VOID_REASON_RE.match(reason or ""):
         raise BadRequest("reason: a lower-case name of up to 32 letters and '_' (paper_out)", field="reason")
     return {"ref": ref, "reason": reason}
+
+
+def _code(data: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
+    """An appointment's or an online application's code: 6-20 capital letters and digits. Never
+    echoed (a booking's code takes its ticket, like a token; an application's names a citizen)."""
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"{name}: required", field=name)
+        return None
+    if not isinstance(value, str) or not CODE_RE.match(value):
+        raise BadRequest(f"{name}: must be 6-20 capital letters or digits", field=name)
+    return value
 
 
 def _ticket_ref(data: Mapping[str, Any]) -> str:

@@ -18,7 +18,16 @@ Event types and their ``data`` (the event's ``ts`` is when it happened):
   published), ``priority`` (only if not ``walkin``), ``slot`` (appointments only), ``missed_slot``
   (an appointment too late for its slot, issued as a walk-in), ``matter`` and its ``department``
   (when the ticket names a matter), ``confirm: "print"`` (the ticket is ``pending`` until
-  confirmed). A birth date given at issue is never stored: only the class derived from it.
+  confirmed), ``appointment`` (the booking's code, secret: never published) and ``booking`` (its
+  public number) for a ticket issued for a booking, ``online_code`` (private: only the window
+  that calls it is told) for an online application. A birth date given at issue is never stored:
+  only the class derived from it.
+* ``appointment.booked``: ``appointment`` (the code, secret), ``booking`` (its public number: the
+  seq of the event that first booked the code), ``queue``, ``matter``/``department``, ``slot``,
+  ``day`` (the slot's business day), ``phone`` (private). Again for a code already booked: the
+  booking system moved it (same ``booking``).
+* ``appointment.cancelled``: ``appointment``, ``booking``. A booking is kept until
+  ``APPOINTMENT_KEEP_DAYS`` after its day; a ticket issued for it uses it, a void one frees it.
 * ``ticket.confirmed`` (pending -> waiting, in its place in arrival order: by issue),
   ``ticket.voided`` (pending -> void, with ``reason``; the number is never reused):
   ``ticket``, ``number``, ``queue`` (:mod:`hallctl.central.pending`)
@@ -53,9 +62,11 @@ from typing import Any, Callable, Iterable, Mapping
 
 from hallctl.central import args
 from hallctl.central.model import (
+    APPOINTMENT_KEEP_DAYS,
     AT_WINDOW,
     FINAL,
     PRIORITIES,
+    Appointment,
     Event,
     HallSpec,
     Ticket,
@@ -81,8 +92,12 @@ SCHEMA_V = 1
 NUMBER_RE = re.compile(r"^([A-Z]+)([0-9]+)$")
 #: personal fields in event data -> (public name, masking function)
 TO_MASK: dict[str, tuple[str, Callable[[str], str]]] = {"phone": ("phone_masked", mask_phone)}
-#: secret fields in event data: stored, never published (a ticket's token is its status link's key)
-SECRET: frozenset[str] = frozenset({"token"})
+#: fields of event data that are stored, never published: a ticket's token (its status link's key),
+#: an appointment's code (it takes the booking's ticket), an online application's code (it names
+#: the citizen's application; only the window that calls the ticket is told it)
+SECRET: frozenset[str] = frozenset({"token", "appointment", "online_code"})
+#: how far ahead the booking system may book (a slot years ahead is a typo)
+BOOK_AHEAD_DAYS = 366
 
 
 class ReplayError(HallctlError, ValueError):
@@ -155,6 +170,8 @@ class Central:
         "ticket.void": (args.void_args, "_cmd_void"),
         "queue.status": (args.no_args, "_cmd_status"),
         "ticket.status": (args.status_args, "_cmd_ticket_status"),
+        "appointment.book": (args.book_args, "_cmd_book"),
+        "appointment.cancel": (args.cancel_args, "_cmd_cancel"),
     }
     READ_ONLY = frozenset({"queue.status", "ticket.status"})
     ACTIONS: tuple[str, ...] = tuple(_COMMANDS)
@@ -198,6 +215,8 @@ class Central:
             "window.opened": self._on_window,
             "window.paused": self._on_window,
             "window.closed": self._on_window,
+            "appointment.booked": self._on_booked,
+            "appointment.cancelled": self._on_cancelled,
         }
 
     # -- reading ------------------------------------------------------------------------------
@@ -319,6 +338,16 @@ class Central:
             **({"matter": t.matter} if t.matter else {}),
             **({"void_reason": t.void_reason} if t.void_reason else {}),
         }
+
+    @classmethod
+    def clerk_view(cls, t: Ticket) -> dict[str, Any]:
+        """A ticket as the window that calls it sees it: with its online application's code, so
+        that the clerk finds the application. Only in the answers to that window's actions (and
+        to its ``ticket.status``: the service decides), never on an open topic."""
+        view = cls.ticket_view(t)
+        if t.online_code is not None:
+            view["online_code"] = t.online_code
+        return view
 
     @staticmethod
     def event_public(event: Event) -> dict[str, Any]:
@@ -462,6 +491,8 @@ class Central:
         slot: datetime | None,
         born: date | None,
         confirm: str | None,
+        appointment: str | None,
+        online_code: str | None,
     ) -> dict[str, Any]:
         hours = self._hall.hours
         if hours is not None and not hours.is_open(batch.local):
@@ -472,6 +503,11 @@ class Central:
                 opens_at=opens.isoformat(timespec="seconds") if opens else None,
                 hours=hours.describe(),
             )
+        booked = None
+        if appointment is not None:
+            booked = self._usable_booking(state, appointment)
+            queue, matter = self._booked_where(booked)
+            phone = phone or booked.phone  # a phone given at the kiosk wins
         today = batch.local.date()
         if born is not None:
             if born > today:
@@ -479,13 +515,15 @@ class Central:
             if args.age(born, today) >= self._hall.elderly_age and "green" in self._hall.classes:
                 priority, slot = "green", None  # green channel outranks an appointment
         slot_text = missed = None
-        if slot is not None:
+        if booked is not None and priority == "appointment":
+            slot_text = booked.slot
+        elif slot is not None:
             if self._hall.business_day(slot) != state.day:
                 raise BadRequest(f"slot: must be on the business day {state.day}", field="slot")
             slot_text = self._hall.local(slot).isoformat(timespec="seconds")
-            if batch.epoch > slot.timestamp() + self._hall.appointment_late_s:
-                # too late for the slot: queues as a walk-in (the kiosk tells the citizen so)
-                priority, missed, slot_text = "walkin", slot_text, None
+        if slot_text is not None and batch.epoch > _epoch(slot_text) + self._hall.appointment_late_s:
+            # too late for the slot: queues as a walk-in (the kiosk tells the citizen so)
+            priority, missed, slot_text = "walkin", slot_text, None
         prefix = self._hall.prefix_for(queue, priority)
         number = f"{prefix}{state.counters.get(prefix, 0) + 1:03d}"
         token = self._new_token()
@@ -508,6 +546,10 @@ class Central:
             data["missed_slot"] = missed
         if confirm is not None:
             data["confirm"] = confirm
+        if booked is not None:
+            data.update(appointment=booked.code, booking=booked.booking)
+        if online_code is not None:
+            data["online_code"] = online_code
         batch.emit("ticket.issued", data)
         ticket = state.tickets[data["ticket"]]
         reply = self._waiting_reply(state, ticket, batch.epoch)
@@ -521,6 +563,105 @@ class Central:
             due = confirm_due(batch.epoch, self._hall.print_confirm_s)
             reply["confirm_by"] = datetime.fromtimestamp(due, self._hall.zone).isoformat(timespec="milliseconds")
         return reply
+
+    # -- appointments (预约): booked by the hall's booking system, used by a ticket.issue ------
+
+    def _cmd_book(
+        self, state: HallState, batch: _Batch, *, code: str, queue: str, matter: str | None, slot: datetime,
+        phone: str | None,
+    ) -> dict[str, Any]:
+        """Book ``code`` (or move its booking). The same booking again: nothing happens."""
+        day = self._hall.business_day(slot)
+        assert state.day is not None  # _begin started a day
+        if day < state.day:
+            raise BadRequest(f"slot: the business day {day} is over (today is {state.day})", field="slot")
+        if date.fromisoformat(day) > date.fromisoformat(state.day) + timedelta(days=BOOK_AHEAD_DAYS):
+            raise BadRequest(f"slot: more than {BOOK_AHEAD_DAYS} days ahead", field="slot")
+        slot_text = self._hall.local(slot).isoformat(timespec="seconds")
+        booked = state.appointments.get(code)
+        if booked is not None:
+            if booked.cancelled:
+                raise Conflict("appointment: that code was cancelled; a new booking needs a new code",
+                               field="code", reason="cancelled")
+            if (booked.queue, booked.matter, booked.slot, booked.phone) == (queue, matter, slot_text, phone):
+                return {"appointment": self.appointment_view(booked)}
+            if booked.ticket is not None:
+                raise Conflict(f"appointment: already used for ticket {_number_of(booked.ticket)}; it cannot "
+                               "be moved", field="code", reason="used", ticket=_number_of(booked.ticket))
+        data: dict[str, Any] = {
+            "appointment": code,
+            # its public number: the seq this event gets, kept when the booking is moved
+            "booking": booked.booking if booked is not None else state.last_seq + 1,
+            "queue": queue,
+            "slot": slot_text,
+            "day": day,
+        }
+        if matter is not None:
+            data.update(self._matter_fields(matter))
+        if phone is not None:
+            data["phone"] = phone
+        batch.emit("appointment.booked", data)
+        return {"appointment": self.appointment_view(state.appointments[code])}
+
+    def _cmd_cancel(self, state: HallState, batch: _Batch, *, code: str) -> dict[str, Any]:
+        """Cancel a booking. Again for a cancelled one: nothing happens. A used one is not
+        cancelled: its ticket is in the citizen's hand."""
+        booked = self._booking(state, code)
+        if not booked.cancelled:
+            if booked.ticket is not None:
+                raise Conflict(f"appointment: already used for ticket {_number_of(booked.ticket)}; "
+                               "the ticket stays valid", field="code", reason="used",
+                               ticket=_number_of(booked.ticket))
+            batch.emit("appointment.cancelled", {"appointment": code, "booking": booked.booking})
+        return {"appointment": self.appointment_view(state.appointments[code])}
+
+    @staticmethod
+    def appointment_view(a: Appointment) -> dict[str, Any]:
+        """A booking as its booking system sees it: never its code (the client knows it), the
+        phone only masked."""
+        return {
+            "booking": a.booking,
+            "status": a.status,
+            "queue": a.queue,
+            **({"matter": a.matter} if a.matter else {}),
+            "slot": a.slot,
+            "day": a.day,
+            **({"phone_masked": mask_phone(a.phone)} if a.phone else {}),
+            **({"ticket": a.ticket} if a.ticket else {}),
+        }
+
+    @staticmethod
+    def _booking(state: HallState, code: str, field: str = "code") -> Appointment:
+        booked = state.appointments.get(code)
+        if booked is None:  # the code is not echoed: it is a secret, like a token
+            raise NotFound(f"{field}: no booking with that code", field=field)
+        return booked
+
+    def _usable_booking(self, state: HallState, code: str) -> Appointment:
+        """The booking a ticket may be issued for now; ``detail.reason`` says why not (the
+        kiosk's message): ``cancelled``, ``used``, ``other_day``."""
+        booked = self._booking(state, code, "appointment")
+        if booked.cancelled:
+            raise Conflict("appointment: the booking was cancelled", field="appointment", reason="cancelled")
+        if booked.ticket is not None:
+            number = _number_of(booked.ticket)
+            raise Conflict(f"appointment: already used for ticket {number}", field="appointment", reason="used",
+                           ticket=number)
+        if booked.day != state.day:
+            raise Conflict(f"appointment: booked for {booked.day}, not today ({state.day})", field="appointment",
+                           reason="other_day", day=booked.day)
+        return booked
+
+    def _booked_where(self, booked: Appointment) -> tuple[str, str | None]:
+        """The queue and matter of a booking under today's config: a matter's section as it is now
+        (a reload may have moved it); a matter since removed leaves its booked section."""
+        spec = self._hall.matters.get(booked.matter or "")
+        if spec is not None:
+            return spec.queue, spec.id
+        if booked.queue not in self._hall.queues:
+            raise Conflict("appointment: its section is no longer in the hall; staff must issue the ticket",
+                           field="appointment", reason="queue_gone")
+        return booked.queue, None
 
     def _waiting_reply(self, state: HallState, ticket: Ticket, epoch: float) -> dict[str, Any]:
         """A ticket's view with the people ahead of it and its predicted wait; for a ticket
@@ -550,7 +691,7 @@ class Central:
                 self._require_free(state, window)
             # recalled as often as allowed and still not here: pass it (过号) and call the next
             batch.emit("ticket.no_show", {**self._ref(t, window), "reason": "recall_limit"})
-            passed = self.ticket_view(state.tickets[t.id])
+            passed = self.clerk_view(state.tickets[t.id])
         ticket_id = self._policy.next_ticket(state.lines, self._hall.windows[window], batch.epoch)
         result: dict[str, Any] = {"ticket": None}
         if ticket_id is not None:
@@ -559,7 +700,7 @@ class Central:
             if live.clerk is not None:
                 called["clerk"] = live.clerk
             batch.emit("ticket.called", called)
-            result["ticket"] = self.ticket_view(state.tickets[ticket_id])
+            result["ticket"] = self.clerk_view(state.tickets[ticket_id])
         if passed is not None:
             result["no_show"] = passed
         return result
@@ -576,22 +717,22 @@ class Central:
             "ticket.recalled",
             {**self._ref(t, window), "window_name": self._window_name(window), "recalls": t.recalls + 1},
         )
-        return {"ticket": self.ticket_view(state.tickets[t.id])}
+        return {"ticket": self.clerk_view(state.tickets[t.id])}
 
     def _cmd_start(self, state: HallState, batch: _Batch, *, window: str) -> dict[str, Any]:
         t = self._current(state, window, "called", action="start")
         batch.emit("ticket.started", self._ref(t, window))
-        return {"ticket": self.ticket_view(state.tickets[t.id])}
+        return {"ticket": self.clerk_view(state.tickets[t.id])}
 
     def _cmd_complete(self, state: HallState, batch: _Batch, *, window: str) -> dict[str, Any]:
         t = self._current(state, window, "called", "serving", action="complete")
         batch.emit("ticket.completed", self._ref(t, window))
-        return {"ticket": self.ticket_view(state.tickets[t.id])}
+        return {"ticket": self.clerk_view(state.tickets[t.id])}
 
     def _cmd_no_show(self, state: HallState, batch: _Batch, *, window: str) -> dict[str, Any]:
         t = self._current(state, window, "called", action="no-show")
         batch.emit("ticket.no_show", self._ref(t, window))
-        return {"ticket": self.ticket_view(state.tickets[t.id])}
+        return {"ticket": self.clerk_view(state.tickets[t.id])}
 
     def _cmd_transfer(
         self, state: HallState, batch: _Batch, *, window: str, queue: str, matter: str | None
@@ -601,7 +742,9 @@ class Central:
         if matter is not None:
             data.update(self._matter_fields(matter))
         batch.emit("ticket.transferred", data)
-        return self._waiting_reply(state, state.tickets[t.id], batch.epoch)
+        reply = self._waiting_reply(state, state.tickets[t.id], batch.epoch)
+        reply["ticket"] = {**reply["ticket"], **self.clerk_view(state.tickets[t.id])}
+        return reply
 
     def _cmd_open(self, state: HallState, batch: _Batch, *, window: str, clerk: str | None) -> dict[str, Any]:
         live = state.windows[window]
@@ -806,6 +949,9 @@ class Central:
 
     def _on_day_started(self, state: HallState, event: Event) -> None:
         state.day = event.data["day"]
+        kept_from = (date.fromisoformat(state.day) - timedelta(days=APPOINTMENT_KEEP_DAYS)).isoformat()
+        for code in [c for c, a in state.appointments.items() if a.day < kept_from]:
+            del state.appointments[code]
         state.counters.clear()
         state.tickets.clear()  # unfinished ones are listed as expired in the event
         state.lines.clear()
@@ -833,10 +979,17 @@ class Central:
             slot=d.get("slot"),
             seq=event.seq,
             matter=d.get("matter"),
+            appointment=d.get("appointment"),
+            online_code=d.get("online_code"),
         )
         entry = _waiting_entry(t)  # checks the priority and the slot before anything changes
         if t.id in state.tickets:
             raise ValueError(f"ticket {t.id} was already issued")
+        if t.appointment is not None:
+            booked = self._booked(state, t.appointment)
+            if booked.cancelled or booked.ticket is not None:
+                raise ValueError(f"booking {booked.booking} is {booked.status}")
+            state.appointments[t.appointment] = booked.evolve(ticket=t.id)
         state.counters[prefix] = max(state.counters.get(prefix, 0), n)
         state.tickets[t.id] = t
         if t.status == "pending":  # called by nobody until its print is confirmed
@@ -852,6 +1005,33 @@ class Central:
     def _on_voided(self, state: HallState, event: Event) -> None:
         t = self._pending_ticket(state, event)
         state.tickets[t.id] = t.evolve(status="void", void_reason=str(event.data["reason"]))
+        booked = state.appointments.get(t.appointment or "")
+        if booked is not None and booked.ticket == t.id:
+            # nothing reached the citizen's hand (or nothing central will call): the code may be used again
+            state.appointments[booked.code] = booked.evolve(ticket=None)
+
+    def _on_booked(self, state: HallState, event: Event) -> None:
+        d = event.data
+        code = d["appointment"]
+        old = state.appointments.get(code)
+        if old is not None and (old.cancelled or old.ticket is not None):
+            raise ValueError(f"booking {old.booking} is {old.status}: it cannot be moved")
+        state.appointments[code] = Appointment(
+            code=code, booking=int(d["booking"]), queue=d["queue"], slot=d["slot"], day=d["day"],
+            matter=d.get("matter"), phone=d.get("phone"),
+        )
+
+    def _on_cancelled(self, state: HallState, event: Event) -> None:
+        code = event.data["appointment"]
+        state.appointments[code] = self._booked(state, code).evolve(cancelled=True)
+
+    @staticmethod
+    def _booked(state: HallState, code: str) -> Appointment:
+        """The booking an event names (a KeyError would put its code, a secret, in the log)."""
+        booked = state.appointments.get(code)
+        if booked is None:
+            raise ValueError("an event names a booking never booked (or forgotten)")
+        return booked
 
     @staticmethod
     def _pending_ticket(state: HallState, event: Event) -> Ticket:
@@ -955,6 +1135,11 @@ class Central:
 
 _WINDOW_STATE_AFTER = {"window.opened": "open", "window.paused": "paused", "window.closed": "closed"}
 _CLOSED = WindowRuntime()
+
+
+def _number_of(ticket_id: str) -> str:
+    """``2026-11-23-A005`` -> ``A005``."""
+    return ticket_id.rsplit("-", 1)[-1]
 
 
 def _masked(value: Any) -> Any:

@@ -207,6 +207,8 @@ class Kpis:
             etype, ts, data = event.type, event.ts, event.data
         else:
             etype, ts, data = str(event["type"]), str(event["ts"]), event.get("data") or {}
+        if etype.startswith("appointment."):
+            return  # a booking system's booking, made at any hour: no fact about the hall's day
         t = self._epoch(ts)
         if etype == "day.started":
             self._start_day(str(data.get("day") or ts[:10]), t, ts)

@@ -16,7 +16,7 @@ import difflib
 import math
 import re
 from bisect import bisect_left, insort
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from operator import attrgetter
 from typing import Any, Literal, Mapping, NamedTuple
@@ -437,6 +437,10 @@ class Ticket:
     token: str | None = field(default=None, repr=False)
     #: why a void ticket was voided ("paper_out", "not_confirmed", ...)
     void_reason: str | None = None
+    #: the appointment code it was issued for (private: never in a view; its void frees the code)
+    appointment: str | None = field(default=None, repr=False)
+    #: the online application's code (网上件); private: only the window that calls it is told
+    online_code: str | None = field(default=None, repr=False)
 
     def evolve(self, **changes: Any) -> "Ticket":
         """A copy with ``changes``: ``dataclasses.replace`` without its cost (~6x faster; a
@@ -452,6 +456,42 @@ class Ticket:
 
 
 _TICKET_FIELDS = frozenset(Ticket.__dataclass_fields__)
+
+#: an appointment's code as the booking system (预约平台) gives it; also an online application's
+#: acceptance code (网上申报受理编号) as citizens type it
+CODE_RE = re.compile(r"^[A-Z0-9]{6,20}$")
+#: a booking is kept this many days after its slot's day, so that a citizen who comes late by a
+#: day is told "for another day" rather than "unknown"; then it is forgotten
+APPOINTMENT_KEEP_DAYS = 7
+
+
+@dataclass(frozen=True)
+class Appointment:
+    """A booking made by the hall's booking system (``appointment.book``), by its code.
+
+    ``booking`` is its public number (the seq of the event that first booked the code: the code
+    itself is a secret, like a ticket's token, and never published). ``day`` is the business day
+    of ``slot`` as it was when booked. ``ticket`` is the id of the ticket issued from it (None:
+    not used, or that ticket's print was voided, which frees the code). ``phone`` is private.
+    """
+
+    code: str = field(repr=False)
+    booking: int
+    queue: str
+    slot: str
+    day: str
+    matter: str | None = None
+    phone: str | None = field(default=None, repr=False)
+    cancelled: bool = False
+    ticket: str | None = None
+
+    @property
+    def status(self) -> str:
+        """``booked``, ``used`` (a ticket was issued from it) or ``cancelled``."""
+        return "cancelled" if self.cancelled else "booked" if self.ticket is None else "used"
+
+    def evolve(self, **changes: Any) -> "Appointment":
+        return replace(self, **changes)
 
 
 @dataclass(frozen=True)

@@ -191,9 +191,12 @@ class CentralService:
     #: every read-only action: answered, never stored
     VIEWS = QUERIES | Central.READ_ONLY
 
-    def _query(self, action: str, data: dict[str, Any]) -> dict[str, Any]:
+    def _query(self, client: str, action: str, data: dict[str, Any]) -> dict[str, Any]:
         if action in Central.READ_ONLY:
-            return self.core.handle(action, data).data
+            answer = self.core.handle(action, data).data
+            if action == "ticket.status":
+                self._add_clerk_fields(client, answer)
+            return answer
         check_fields(data, ("day",) if action == "kpi.summary" else ())  # as every other action
         if action == "kpi.summary":
             day = data.get("day")
@@ -406,7 +409,7 @@ class CentralService:
         if got is not None:
             client, action, request = got
             with self._state_lock:
-                response = self._view(action, request)
+                response = self._view(client, action, request)
             self._send(client, response, self.reads)
 
     async def _reads_connected(self) -> None:
@@ -516,7 +519,7 @@ class CentralService:
         except (BadRequest, Forbidden) as exc:
             return messages.response_error(messages.request_id_of(payload), exc)
         if action in self.VIEWS:  # answered, not stored
-            return self._view(action, request)
+            return self._view(client, action, request)
         write = Write(client, action, request, f"{client}:{request.request_id}")
         self._write_now([write])
         response = write.answer()
@@ -542,10 +545,18 @@ class CentralService:
             events, self._unqueued = self._unqueued, []
             self._queue_events(events)
 
-    def _view(self, action: str, request: messages.Request) -> dict[str, Any]:
+    def _add_clerk_fields(self, client: str, answer: dict[str, Any]) -> None:
+        """A ``ticket.status`` answer to the window the ticket was called to (or central's
+        roles) carries what only that window may know: the online application's code."""
+        view = answer.get("ticket") or {}
+        ticket = self.core.ticket(view.get("id", ""))
+        if ticket is not None and ticket.online_code is not None and self.access.sees_window(client, ticket.window):
+            answer["ticket"] = {**view, "online_code": ticket.online_code}
+
+    def _view(self, client: str, action: str, request: messages.Request) -> dict[str, Any]:
         """A read-only action's response, from the state in memory (callers see it committed)."""
         try:
-            return messages.response_ok(request.request_id, self._query(action, request.data))
+            return messages.response_ok(request.request_id, self._query(client, action, request.data))
         except HallctlError as exc:
             return messages.response_error(request.request_id, exc)
         except Exception:  # noqa: BLE001 - every request is answered

@@ -2,7 +2,9 @@
 
 Only :class:`~hallctl.central.core.Central` changes a :class:`HallState` (by folding events);
 everything else reads it. :func:`checkpoint_doc` is the JSON form of what a new day keeps, stored
-at each day start so that a restart replays days, not the hall's whole history.
+at each day start so that a restart replays days, not the hall's whole history. Bookings
+(appointments) outlive the day they were made on, so a checkpoint carries them: central's own
+store, which holds their events (phone numbers included) anyway; a checkpoint is never published.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from hallctl.central.model import Ticket, WaitingLines
+from hallctl.central.model import Appointment, Ticket, WaitingLines
 
 #: version of the checkpoint document (:meth:`Central.checkpoint`)
 CHECKPOINT_V = 1
@@ -57,6 +59,8 @@ class HallState:
     #: matter -> learned mean service time, starting at the matter's prior; and its sample count
     matter_service: dict[str, float] = field(default_factory=dict)
     matter_n: dict[str, int] = field(default_factory=dict)
+    #: bookings by code: today's, those to come, and those of the last APPOINTMENT_KEEP_DAYS days
+    appointments: dict[str, Appointment] = field(default_factory=dict)
 
     @property
     def waiting(self) -> dict[str, list[tuple[int, str]]]:
@@ -84,11 +88,13 @@ def survivors(state: HallState) -> HallState:
         service_n=dict(state.service_n),
         matter_service=dict(state.matter_service),
         matter_n=dict(state.matter_n),
+        appointments=dict(state.appointments),  # frozen values: a shallow copy is a copy
     )
 
 
 def checkpoint_doc(state: HallState) -> dict[str, Any]:
-    """What a new day keeps (see :func:`survivors`), as JSON: no tickets, nothing personal."""
+    """What a new day keeps (see :func:`survivors`), as JSON: no tickets; the bookings kept, with
+    the phone the booking system gave (for central's store only)."""
     return {
         "v": CHECKPOINT_V,
         "seq": state.last_seq,
@@ -99,7 +105,16 @@ def checkpoint_doc(state: HallState) -> dict[str, Any]:
         "service_n": dict(state.service_n),
         "matter_service": dict(state.matter_service),
         "matter_n": dict(state.matter_n),
+        "appointments": [_appointment_doc(a) for a in state.appointments.values()],
     }
+
+
+#: the fields of a booking in a checkpoint, in this order
+_APPOINTMENT_FIELDS = ("code", "booking", "queue", "slot", "day", "matter", "phone", "cancelled", "ticket")
+
+
+def _appointment_doc(a: Appointment) -> list[Any]:
+    return [getattr(a, f) for f in _APPOINTMENT_FIELDS]
 
 
 def restore_checkpoint(state: HallState, doc: Mapping[str, Any]) -> None:
@@ -116,5 +131,8 @@ def restore_checkpoint(state: HallState, doc: Mapping[str, Any]) -> None:
             getattr(state, counts).update(n)
             # only what was learned: a queue never served takes its prior from today's config
             getattr(state, means).update({k: float(v) for k, v in doc[means].items() if n.get(k, 0) > 0})
+        for row in doc.get("appointments", ()):  # a checkpoint from before appointments has none
+            a = Appointment(**dict(zip(_APPOINTMENT_FIELDS, row, strict=True)))
+            state.appointments[a.code] = a
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"unreadable checkpoint: {exc!r}") from None

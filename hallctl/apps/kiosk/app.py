@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from hallctl.apps.base import App, AppContext
 from hallctl.apps.kiosk.flow import Effect, Issue, KioskFlow, Lookup
 from hallctl.apps.kiosk.layout import ticket_blocks
+from hallctl.apps.kiosk.pin import PIN_HASH_HINT, PIN_HASH_RE
 from hallctl.apps.kiosk.server import KioskServer
 from hallctl.apps.kiosk.templates import TemplateError, load_texts
 from hallctl.bus.topics import parse
@@ -63,6 +64,9 @@ class KioskApp(App):
                           "description": "the id of this node's ID card reader device (card_read events)"},
             "ticket_timeout_s": {"type": "number", "minimum": 1, "maximum": 50, "default": 20,
                                 "description": "give up on a print after this long (shorter than central's print_confirm_s)"},
+            "green_pin_sha256": {"type": "string", "pattern": PIN_HASH_RE.pattern, "x-pattern-hint": PIN_HASH_HINT,
+                                 "description": "the staff PIN that confirms a green-channel ticket, as "
+                                                "salt$sha256(salt+PIN); none: no 绿色通道 button here"},
         },
         "additionalProperties": False,
     }
@@ -70,7 +74,8 @@ class KioskApp(App):
     def __init__(self, ctx: AppContext, options: Mapping[str, Any]) -> None:
         super().__init__(ctx, options)
         self.texts = load_texts(options.get("templates_file"))
-        self.flow = KioskFlow(next_kiosk=options.get("next_kiosk"), places=self.texts.get("where"))
+        self.flow = KioskFlow(next_kiosk=options.get("next_kiosk"), places=self.texts.get("where"),
+                              grounds=self.texts.get("grounds"), green_pin=options.get("green_pin_sha256"))
         self.ticket_timeout = float(options.get("ticket_timeout_s", 20))
         self.server = KioskServer(self, options.get("listen", "127.0.0.1"), int(options.get("http_port", 8080)))
         self._effects: asyncio.Queue[Effect] = asyncio.Queue(maxsize=1)
@@ -126,7 +131,10 @@ class KioskApp(App):
         """A touch on the page; what it asks of central runs in :meth:`run`, one at a time."""
         if self.flow.shown == "issuing":
             return self.view()
+        failures = self.flow.pin_failures
         effect = self.flow.press(action)
+        if self.flow.pin_failures > failures:  # never the digits typed
+            log.warning("green channel: a wrong staff PIN at this kiosk (%d since start)", self.flow.pin_failures)
         if effect is not None:
             try:
                 self._effects.put_nowait(effect)
@@ -214,7 +222,10 @@ class KioskApp(App):
                       "no answer" if confirmed is None else confirmed.get("error"))
             self.flow.print_failed(ticket["number"], on_paper=True)
             return
-        self.flow.issued(issued)
+        if (ground := self.flow.issued(issued)) is not None:
+            # the ground is no one's business but the hall's statistics: counts only, no number
+            log.info("green-channel ticket on a staff member's confirmation; per ground since start: %s",
+                     ", ".join(f"{g} {n}" for g, n in sorted(self.flow.green_counts.items())))
 
     async def _lookup(self, number: str) -> None:
         answer = await self._central("ticket.status", {"ticket": number})

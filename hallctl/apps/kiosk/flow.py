@@ -8,13 +8,16 @@ back how it went (:meth:`issued`, :meth:`refused`, :meth:`unreachable`, :meth:`p
 
 Screens: ``home`` (categories) → ``matters`` (a matter, or the whole section in a 1+X hall) →
 ``phone`` (on-screen keypad, optional, or an ID card) → ``confirm`` → ``issuing`` → ``done`` or
-``failed``; ``code`` (an online-application code instead of a matter), ``query`` (查询). Before any
+``failed``; ``code`` (an online-application code, 网上件, instead of a matter), ``appointment``
+(预约取号: a booking's code, issued at once), ``green`` → ``green_pin`` → ``green_queues`` (绿色通道:
+a ground, then a staff member's PIN, then the category as from home), ``query`` (查询). Before any
 of the first ones, what stops issuing wins: central unreachable (``unavailable``), the printer
 faulty (``out_of_service``), outside opening hours (``closed``).
 
 Personal data stays here: the phone number and the birth date are never in :meth:`view` (the
 phone only masked) nor in anything the flow logs; they leave only in the :class:`Issue` request,
-which goes to central alone.
+which goes to central alone. The staff PIN is never in the view (only as many dots as digits
+typed); the green channel's ground goes nowhere but a per-ground count (:attr:`green_counts`).
 """
 
 from __future__ import annotations
@@ -23,15 +26,24 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from hallctl.privacy import mask_phone
+from hallctl.apps.kiosk.pin import PIN_RE, pin_matches
+from hallctl.privacy import mask_phone, scrub
 
 PHONE_RE = re.compile(r"^1[3-9][0-9]{9}$")
-#: an online application's acceptance code (网上申报受理编号) as citizens type it
+#: an online application's acceptance code (网上申报受理编号) or an appointment's code (预约码) as
+#: citizens type it (central's rule: hallctl.central.model.CODE_RE)
 CODE_RE = re.compile(r"^[A-Z0-9]{6,20}$")
+#: the keys of the code keypads
+CODE_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 BIRTH_RE = re.compile(r"^[0-9]{8}$")
 TICKET_RE = re.compile(r"^[A-Z]{1,3}[0-9]{1,4}$")
+#: wrong staff PINs before the green channel screen gives up and goes home
+PIN_TRIES = 3
 #: screens a blocker (no central, printer down, closed) replaces
-BEFORE_ISSUE = frozenset({"home", "matters", "phone", "code", "confirm"})
+BEFORE_ISSUE = frozenset({"home", "matters", "phone", "code", "confirm", "appointment", "green", "green_pin",
+                          "green_queues"})
+#: why central refused a booking's ticket (conflict ``detail.reason``) -> the screen's message
+APPOINTMENT_REFUSALS = {"used": "appt_used", "cancelled": "appt_cancelled", "other_day": "appt_other_day"}
 
 
 @dataclass(frozen=True)
@@ -62,13 +74,29 @@ class _Entry:
     birth_date: str | None = field(default=None, repr=False)
     code: str = ""
     priority: str = "walkin"
+    #: the booking's code typed on the appointment screen
+    appointment: str = ""
+    #: the green channel's ground (a key of the templates' [grounds]) and the staff PIN typed
+    ground: str | None = None
+    pin: str = field(default="", repr=False)
+    pin_tries: int = 0
 
 
 class KioskFlow:
-    def __init__(self, *, next_kiosk: str | None = None, places: Mapping[str, str] | None = None) -> None:
+    def __init__(self, *, next_kiosk: str | None = None, places: Mapping[str, str] | None = None,
+                 grounds: Mapping[str, str] | None = None, green_pin: str | None = None) -> None:
         self.next_kiosk = next_kiosk
         #: per queue id, where its citizens wait (templates' [where]; ``default`` for the rest)
         self.places = dict(places or {})
+        #: the green channel's grounds, id -> what the screen says (templates' [grounds])
+        self.grounds = dict(grounds or {})
+        #: the staff PIN's salted hash (the ``green_pin_sha256`` option); None: no green channel here
+        self.green_pin = green_pin
+        #: green-channel tickets issued on a staff member's confirmation, per ground: all that is
+        #: kept of the grounds (central has no field for them; the kiosk logs these counts)
+        self.green_counts: dict[str, int] = {}
+        #: wrong staff PINs typed since start (the app logs each, never the digits)
+        self.pin_failures = 0
         self.catalogue: dict[str, Any] | None = None
         self.central_online = False
         self.printer: dict[str, Any] = {"available": False, "health": "unknown", "reason": "not started"}
@@ -144,6 +172,23 @@ class KioskFlow:
         elif do == "code" and "online" in self._classes():
             self.entry = _Entry()
             self.screen = "code"
+        elif do == "appointment" and self.offers_appointments():
+            self.entry = _Entry()
+            self.screen = "appointment"
+        elif do == "green" and self.offers_green():
+            self.entry = _Entry()
+            self.screen = "green"
+        if self.screen != "home":
+            self.message = None
+        return None
+
+    def _on_green_queues(self, do: Any, action: Mapping[str, Any]) -> Effect:
+        """The categories again, for a ticket a staff member confirmed as green channel."""
+        if do == "queue" and isinstance(action.get("id"), str) and action["id"] in self._queues():
+            self.entry.queue = str(action["id"])
+            self.screen = "matters" if self.matters_of(self.entry.queue) else "phone"
+        elif do == "back":
+            self._reset()
         return None
 
     def _on_matters(self, do: Any, action: Mapping[str, Any]) -> Effect:
@@ -153,7 +198,10 @@ class KioskFlow:
                 self.entry.matter = action.get("id")
                 self.screen = "phone"
         elif do == "back":
-            self._reset()
+            if self.entry.priority == "green":
+                self.entry.queue, self.screen = None, "green_queues"
+            else:
+                self._reset()
         return None
 
     def _on_phone(self, do: Any, action: Mapping[str, Any]) -> Effect:
@@ -178,21 +226,23 @@ class KioskFlow:
                 self.message = {"key": "phone_invalid"}
         elif do == "back":
             self.entry.phone = ""
-            self.screen = "code" if self.entry.priority == "online" else (
-                "matters" if self.matters_of(self.entry.queue) else "home")
+            if self.entry.priority == "online":
+                self.screen = "code"
+            elif self.matters_of(self.entry.queue):
+                self.screen = "matters"
+            elif self.entry.priority == "green":
+                self.entry.queue, self.screen = None, "green_queues"
+            else:
+                self.screen = "home"
         return None
 
     def _on_code(self, do: Any, action: Mapping[str, Any]) -> Effect:
-        code = self.entry.code
-        if do == "char" and isinstance(action.get("c"), str) and len(action["c"]) == 1 \
-                and action["c"].upper() in "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ" and len(code) < 20:
-            self.entry.code = code + action["c"].upper()
-            self.message = None
-        elif do == "delete":
-            self.entry.code = code[:-1]
-        elif do == "code_ok":
+        self.entry.code = self._typed_code(self.entry.code, do, action)
+        if do == "code_ok":
             queue = self._online_queue()
-            if CODE_RE.match(code) and queue is not None:
+            # central refuses a code that reads as a phone or ID card number (it could not show
+            # it to the clerk unmasked): the citizen hears it here, before anything is asked
+            if CODE_RE.match(self.entry.code) and scrub(self.entry.code) == self.entry.code and queue is not None:
                 self.entry.queue, self.entry.priority = queue, "online"
                 self.screen = "phone"
                 self.message = None
@@ -200,6 +250,70 @@ class KioskFlow:
                 self.message = {"key": "code_invalid"}
         elif do == "back":
             self._reset()
+        return None
+
+    def _on_appointment(self, do: Any, action: Mapping[str, Any]) -> Effect:
+        """预约取号: the booking's code; central knows its section, matter, slot and phone."""
+        self.entry.appointment = self._typed_code(self.entry.appointment, do, action)
+        if do == "appt_ok":
+            if CODE_RE.match(self.entry.appointment):
+                self.message = None
+                self.screen = "issuing"
+                return Issue({"appointment": self.entry.appointment, "channel": "kiosk", "confirm": "print"})
+            self.message = {"key": "appt_invalid"}
+        elif do == "back":
+            self._reset()
+        return None
+
+    def _typed_code(self, code: str, do: Any, action: Mapping[str, Any]) -> str:
+        """A code keypad's touch: a letter or digit added, the last one deleted, or all cleared."""
+        if do == "char" and isinstance(action.get("c"), str) and len(action["c"]) == 1 \
+                and action["c"].upper() in CODE_CHARS and len(code) < 20:
+            self.message = None
+            return code + action["c"].upper()
+        if do == "delete":
+            return code[:-1]
+        if do == "clear":
+            return ""
+        return code
+
+    def _on_green(self, do: Any, action: Mapping[str, Any]) -> Effect:
+        """绿色通道: the citizen (or the staff member with them) picks the ground."""
+        if do == "ground" and isinstance(action.get("id"), str) and action["id"] in self.grounds:
+            self.entry.ground, self.entry.pin = str(action["id"]), ""
+            self.screen = "green_pin"
+        elif do == "back":
+            self._reset()
+        return None
+
+    def _on_green_pin(self, do: Any, action: Mapping[str, Any]) -> Effect:
+        """A staff member confirms the ground with their PIN; three wrong ones and it is home."""
+        pin = self.entry.pin
+        if do == "digit" and isinstance(action.get("d"), str) and len(action["d"]) == 1 \
+                and action["d"] in "0123456789" and len(pin) < 8:
+            self.entry.pin = pin + action["d"]
+        elif do == "delete":
+            self.entry.pin = pin[:-1]
+        elif do == "clear":
+            self.entry.pin = ""
+        elif do == "pin_ok" and self.green_pin is not None:
+            if PIN_RE.match(pin) and pin_matches(self.green_pin, pin):
+                self.entry.pin, self.entry.priority = "", "green"
+                self.message = None
+                self.screen = "green_queues"
+                return None
+            self.pin_failures += 1
+            self.entry.pin_tries += 1
+            if self.entry.pin_tries >= PIN_TRIES:
+                self._reset()
+                self.message = {"key": "green_pin_locked"}
+            else:
+                self.entry.pin = ""
+                self.message = {"key": "green_pin_wrong", "left": PIN_TRIES - self.entry.pin_tries}
+        elif do == "back":
+            self.entry.pin = ""
+            self.message = None
+            self.screen = "green"  # the wrong tries stay counted
         return None
 
     def _on_confirm(self, do: Any, action: Mapping[str, Any]) -> Effect:
@@ -211,7 +325,9 @@ class KioskFlow:
         data: dict[str, Any] = {"matter": self.entry.matter} if self.entry.matter else {"queue": self.entry.queue}
         if self.entry.phone and not self.entry.no_sms:
             data["phone"] = self.entry.phone
-        if self.entry.priority != "walkin":
+        if self.entry.priority == "online":
+            data["online_code"] = self.entry.code  # the class follows from it
+        elif self.entry.priority != "walkin":
             data["priority"] = self.entry.priority
         if self.entry.birth_date is not None:
             data["birth_date"] = self.entry.birth_date
@@ -239,16 +355,23 @@ class KioskFlow:
     _on_failed = _on_done
 
     # -- how the app's requests went --------------------------------------------------------
-    def issued(self, answer: Mapping[str, Any]) -> None:
-        """Central's ``ticket.issue`` answer, after the ticket printed and was confirmed."""
+    def issued(self, answer: Mapping[str, Any]) -> str | None:
+        """Central's ``ticket.issue`` answer, after the ticket printed and was confirmed. Returns
+        the green channel's ground when a staff member confirmed it (it is counted)."""
         t = answer.get("ticket") or {}
         self.result = {
             "number": t.get("number"), "queue": t.get("queue"), "matter": t.get("matter"),
             "priority": t.get("priority"), "phone_masked": t.get("phone_masked"),
             "people_ahead": answer.get("people_ahead"), "wait": _minutes(answer.get("predicted_wait_min")),
             "where": self.where_of(t.get("queue")),
+            # an appointment checked in too late: central issued a walk-in, and the citizen hears why
+            "missed_slot": bool(answer.get("missed_slot")),
         }
+        ground = self.entry.ground if self.entry.priority == "green" and t.get("priority") == "green" else None
+        if ground is not None:
+            self.green_counts[ground] = self.green_counts.get(ground, 0) + 1
         self._finish("done")
+        return ground
 
     def print_failed(self, number: str | None, *, on_paper: bool = False) -> None:
         """The ticket did not print (it was voided), or printed but central did not confirm it
@@ -259,6 +382,17 @@ class KioskFlow:
 
     def refused(self, code: str, message: str, detail: Mapping[str, Any] | None = None) -> None:
         """Central refused the ticket (``hall_closed``, ``bad_request``...)."""
+        detail = detail or {}
+        if self.entry.appointment and code == "not_found":
+            # a typo, most likely: back to the keypad with the code as typed
+            self.screen, self.message = "appointment", {"key": "appt_unknown"}
+            return
+        if self.entry.appointment and code == "conflict" and detail.get("reason") in APPOINTMENT_REFUSALS:
+            self.result = None
+            self.message = {"key": APPOINTMENT_REFUSALS[detail["reason"]], "number": detail.get("ticket"),
+                            "day": _chinese_date(detail.get("day"))}
+            self._finish("failed")
+            return
         if code == "hall_closed" and self.catalogue is not None:
             # central knows better than our copy of the catalogue: closed it is
             self.catalogue = {**self.catalogue, "open": False,
@@ -303,6 +437,14 @@ class KioskFlow:
     def _classes(self) -> list[str]:
         return list((self.catalogue or {}).get("classes", ["walkin"]))
 
+    def offers_appointments(self) -> bool:
+        return "appointment" in self._classes()
+
+    def offers_green(self) -> bool:
+        """The green channel on staff confirmation: the hall offers the class and this kiosk has
+        a staff PIN and grounds to choose from."""
+        return "green" in self._classes() and self.green_pin is not None and bool(self.grounds)
+
     def _online_queue(self) -> str | None:
         """Online applications are accepted at the universal windows: the catalogue's first queue."""
         queues = list(self._queues())
@@ -332,6 +474,20 @@ class KioskFlow:
             out["queues"] = [{"id": q["id"], "name": q["name"], "waiting": waiting.get(q["id"]),
                               "wait": _minutes(waits.get(q["id"]))} for q in cat.get("queues", [])]
             out["code"] = "online" in self._classes()
+            out["appointment"] = self.offers_appointments()
+            out["green"] = self.offers_green()
+        elif screen == "green_queues":
+            waiting, waits = cat.get("waiting", {}), cat.get("predicted_wait_min", {})
+            out["queues"] = [{"id": q["id"], "name": q["name"], "waiting": waiting.get(q["id"]),
+                              "wait": _minutes(waits.get(q["id"]))} for q in cat.get("queues", [])]
+            out["ground"] = self.grounds.get(self.entry.ground or "")
+        elif screen == "appointment":
+            out["code"] = self.entry.appointment
+        elif screen == "green":
+            out["grounds"] = [{"id": k, "name": v} for k, v in self.grounds.items()]
+        elif screen == "green_pin":
+            out["ground"] = self.grounds.get(self.entry.ground or "")
+            out["pin_masked"] = "●" * len(self.entry.pin)  # never the digits
         elif screen == "matters":
             out["queue"] = self._queues()[self.entry.queue]["name"]
             out["matters"] = [{"id": m["id"], "name": m["name"]} for m in self.matters_of(self.entry.queue)]
@@ -345,7 +501,8 @@ class KioskFlow:
             matter = next((m for m in self.matters_of(self.entry.queue) if m["id"] == self.entry.matter), None)
             out.update(queue=queue.get("name"), matter=matter["name"] if matter else None,
                        phone_masked=mask_phone(self.entry.phone) if self.entry.phone else None,
-                       card=self.entry.birth_date is not None, online=self.entry.priority == "online")
+                       card=self.entry.birth_date is not None, online=self.entry.priority == "online",
+                       green=self.grounds.get(self.entry.ground or "") if self.entry.priority == "green" else None)
         elif screen in ("done", "failed"):
             out["result"] = self.result
         elif screen == "closed":
@@ -365,6 +522,13 @@ def mask_typed(digits: str) -> str:
 
 def _minutes(value: Any) -> int | None:
     return None if not isinstance(value, (int, float)) else max(0, round(value))
+
+
+def _chinese_date(iso: Any) -> str | None:
+    """``2026-11-24`` -> ``2026年11月24日``."""
+    if not isinstance(iso, str) or len(iso) != 10:
+        return None
+    return f"{iso[:4]}年{int(iso[5:7])}月{int(iso[8:10])}日"
 
 
 def _hhmm(iso: Any) -> str | None:

@@ -32,7 +32,7 @@ def ticket_blocks(answer: Mapping[str, Any], texts: Texts, *, hall_name: str, qu
     blocks += [{"rule": True},
                {"text": fill(tt["number_caption"], **fields), "align": "center"},
                {"text": t["number"], "size": NUMBER_SIZE, "align": "center", "bold": True}]
-    if t.get("priority") in ("green", "online"):
+    if t.get("priority") in ("green", "online", "appointment"):
         blocks.append({"text": tt[t["priority"]], "size": 2, "align": "center", "bold": True})
     blocks.append({"text": fill(tt["matter"] if matter_name else tt["queue"], **fields)})
     if where:

@@ -1,13 +1,15 @@
 """The kiosk's texts: Simplified Chinese defaults shipped in templates.toml, a hall's own file on top.
 
 A hall's file may leave keys out (they keep the default) and may add per-queue places under
-``[where]`` (``house = "二楼东侧 不动产登记区"``); anything else unknown, or a field the kiosk does
-not fill, is refused when the node starts (the node exits 78 naming the key), never on a citizen's
-ticket.
+``[where]`` (``house = "二楼东侧 不动产登记区"``); its ``[grounds]`` (the green channel's, 绿色通道),
+if given, replaces the shipped list, in its order. Anything else unknown, or a field the kiosk
+does not fill, is refused when the node starts (the node exits 78 naming the key), never on a
+citizen's ticket.
 """
 
 from __future__ import annotations
 
+import re
 import string
 import tomllib
 from pathlib import Path
@@ -18,12 +20,17 @@ DEFAULTS_FILE = Path(__file__).with_name("templates.toml")
 #: the fields each section's texts may use
 FIELDS: dict[str, frozenset[str]] = {
     "screen": frozenset({"hall_name", "number", "where", "people_ahead", "wait", "opens_at", "hours",
-                         "next_kiosk", "reason", "status_text"}),
+                         "next_kiosk", "reason", "status_text", "day", "left", "ground"}),
     "status": frozenset(),
     "ticket": frozenset({"hall_name", "matter_name", "queue_name", "where", "people_ahead", "wait", "time",
                          "phone_masked", "number"}),
     "where": frozenset({"queue_name"}),
+    "grounds": frozenset(),
 }
+#: sections whose keys are the hall's own (queue ids, ground ids), not a fixed list
+OPEN_SECTIONS = frozenset({"where", "grounds"})
+#: a green channel ground's id (it is a touch's ``id`` on the page)
+GROUND_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 Texts = dict[str, dict[str, str]]
 
@@ -51,6 +58,11 @@ def load_texts(path: str | Path | None = None) -> Texts:
     texts: Texts = {section: dict(values) for section, values in _read(DEFAULTS_FILE).items()}
     if path is not None:
         merge(texts, _read(Path(path)))
+    if not texts["grounds"]:
+        raise TemplateError("grounds", "at least one ground is needed (or leave [grounds] out for the defaults)")
+    for key in texts["grounds"]:
+        if not GROUND_ID_RE.match(key):
+            raise TemplateError(f"grounds.{key}", "a ground's id is a lower-case name ([a-z][a-z0-9_]*, up to 32)")
     for section, values in texts.items():
         for key, text in values.items():
             check_text(f"{section}.{key}", text, FIELDS[section])
@@ -63,8 +75,10 @@ def merge(texts: Texts, override: Mapping[str, Any]) -> None:
             raise TemplateError(section, f"unknown section (sections: {', '.join(FIELDS)})")
         if not isinstance(values, Mapping):
             raise TemplateError(section, "must be a table of key = \"text\"")
+        if section == "grounds":  # a list, not texts: the hall's replaces ours whole
+            texts[section] = {}
         for key, text in values.items():
-            if section != "where" and key not in texts[section]:
+            if section not in OPEN_SECTIONS and key not in texts[section]:
                 raise TemplateError(f"{section}.{key}", f"unknown text (known: {', '.join(texts[section])})")
             texts[section][key] = text
 

@@ -21,31 +21,57 @@ function msg(view) {
   return view.message ? `<p class="msg" id="message">${esc(t(view.message.key, view.message))}</p>` : "";
 }
 
+function queueGrid(v) {
+  return `<div class="grid">` + v.queues.map(q => btn(`${esc(q.name)}<small>${q.waiting != null ? "等候 " + q.waiting + " 人" : ""}${q.wait != null ? " · 约 " + q.wait + " 分钟" : ""}</small>`,
+    { do: "queue", id: q.id }, "primary")).join("") + `</div>`;
+}
+function digitKeypad() {
+  return `<div class="keypad">` + ["1", "2", "3", "4", "5", "6", "7", "8", "9"].map(d => btn(d, { do: "digit", d })).join("") +
+    btn(esc(t("clear")), { do: "clear" }, "secondary") + btn("0", { do: "digit", d: "0" }) + btn("⌫", { do: "delete" }, "secondary") + `</div>`;
+}
+// the code keypads: every letter and digit (booking systems and online applications use them all)
+function codeKeypad() {
+  return `<div class="keypad wide">` + "1234567890ABCDEFGHIJKLMNOPQRSTUVWXYZ".split("").map(c => btn(c, { do: "char", c })).join("") +
+    btn("⌫", { do: "delete" }, "secondary") + `</div>`;
+}
+
 const screens = {
   loading: () => `<p class="big">…</p>`,
-  home: v => `<h2>${esc(t("choose_queue"))}</h2><div class="grid">` +
-    v.queues.map(q => btn(`${esc(q.name)}<small>${q.waiting != null ? "等候 " + q.waiting + " 人" : ""}${q.wait != null ? " · 约 " + q.wait + " 分钟" : ""}</small>`,
-      { do: "queue", id: q.id }, "primary")).join("") + `</div>` +
-    (v.code ? `<div class="row">${btn(esc(t("code")), { do: "code" }, "secondary")}</div>` : ""),
+  home: v => msg(v) + `<h2>${esc(t("choose_queue"))}</h2>` + queueGrid(v) +
+    (v.appointment || v.code || v.green ? `<div class="row">` +
+      (v.appointment ? btn(esc(t("appointment")), { do: "appointment" }, "secondary") : "") +
+      (v.code ? btn(esc(t("code")), { do: "code" }, "secondary") : "") +
+      (v.green ? btn(esc(t("green")), { do: "green" }, "green") : "") + `</div>` : ""),
+  green_queues: v => `<p class="banner" id="green-banner">${esc(t("green_confirmed", v))}</p>` + queueGrid(v) +
+    `<div class="row">${btn(esc(t("back")), { do: "back" }, "secondary")}</div>`,
+  appointment: v => `<h2>${esc(t("appt_title"))}</h2><div class="entry" id="entry">${esc(v.code) || "&nbsp;"}</div>` + msg(v) +
+    codeKeypad() +
+    `<div class="row">${btn(esc(t("back")), { do: "back" }, "secondary")}${btn(esc(t("clear")), { do: "clear" }, "secondary")}${btn(esc(t("phone_ok")), { do: "appt_ok" }, "primary")}</div>`,
+  green: v => `<h2>${esc(t("green_title"))}</h2><p class="staff">${esc(t("green_staff"))}</p><div class="grid">` +
+    v.grounds.map(g => btn(esc(g.name), { do: "ground", id: g.id })).join("") + `</div>` +
+    `<div class="row">${btn(esc(t("back")), { do: "back" }, "secondary")}</div>`,
+  green_pin: v => `<div class="split"><div class="head"><h2>${esc(t("green_pin_title"))}</h2><p class="staff">${esc(t("green"))}：${esc(v.ground)}</p>` +
+    `<div class="entry" id="entry">${esc(v.pin_masked) || "&nbsp;"}</div>` + msg(v) + `</div>` + digitKeypad() +
+    `<div class="row">${btn(esc(t("back")), { do: "back" }, "secondary")}${btn(esc(t("phone_ok")), { do: "pin_ok" }, "primary")}</div></div>`,
   matters: v => `<h2>${esc(v.queue)} · ${esc(t("choose_matter"))}</h2><div class="grid">` +
     v.matters.map(m => btn(esc(m.name), { do: "matter", id: m.id })).join("") +
     btn(esc(t("whole_queue")), { do: "matter" }, "secondary") + `</div>` +
     `<div class="row">${btn(esc(t("back")), { do: "back" }, "secondary")}</div>`,
-  phone: v => `<h2>${esc(t("phone_title"))}</h2><div class="entry" id="entry">${esc(v.phone_masked) || "&nbsp;"}</div>` +
-    (v.card ? `<p class="good">${esc(t("card_read"))}</p>` : "") + msg(v) +
-    `<div class="keypad">` + ["1", "2", "3", "4", "5", "6", "7", "8", "9"].map(d => btn(d, { do: "digit", d })).join("") +
-    btn(esc(t("clear")), { do: "clear" }, "secondary") + btn("0", { do: "digit", d: "0" }) + btn("⌫", { do: "delete" }, "secondary") + `</div>` +
-    `<div class="row">${btn(esc(t("back")), { do: "back" }, "secondary")}${btn(esc(t("no_sms")), { do: "no_sms" }, "secondary")}${btn(esc(t("phone_ok")), { do: "phone_ok" }, "primary")}</div>`,
+  phone: v => `<div class="split"><div class="head"><h2>${esc(t("phone_title"))}</h2><div class="entry" id="entry">${esc(v.phone_masked) || "&nbsp;"}</div>` +
+    (v.card ? `<p class="good">${esc(t("card_read"))}</p>` : "") + msg(v) + `</div>` + digitKeypad() +
+    `<div class="row">${btn(esc(t("back")), { do: "back" }, "secondary")}${btn(esc(t("no_sms")), { do: "no_sms" }, "secondary")}${btn(esc(t("phone_ok")), { do: "phone_ok" }, "primary")}</div></div>`,
   code: v => `<h2>${esc(t("code_title"))}</h2><div class="entry" id="entry">${esc(v.code) || "&nbsp;"}</div>` + msg(v) +
-    `<div class="keypad wide">` + "1234567890ABCDEFGHJKLMNPQRSTUVWXYZ".split("").map(c => btn(c, { do: "char", c })).join("") +
-    btn("⌫", { do: "delete" }, "secondary") + `</div>` +
+    codeKeypad() +
     `<div class="row">${btn(esc(t("back")), { do: "back" }, "secondary")}${btn(esc(t("phone_ok")), { do: "code_ok" }, "primary")}</div>`,
   confirm: v => `<h2>${esc(t("confirm_title"))}</h2><dl>` +
+    (v.green ? `<dt>${esc(t("green"))}</dt><dd id="green">${esc(v.green)}</dd>` : "") +
     `<dt>办理类别</dt><dd>${esc(v.queue)}</dd>` + (v.matter ? `<dt>办理事项</dt><dd>${esc(v.matter)}</dd>` : "") +
     `<dt>短信通知</dt><dd>${esc(v.phone_masked || t("no_sms"))}</dd></dl>` +
     `<div class="row">${btn(esc(t("back")), { do: "back" }, "secondary")}${btn(esc(t("confirm")), { do: "confirm" }, "primary")}</div>`,
   issuing: () => `<p class="big">${esc(t("issuing"))}</p>`,
-  done: v => `<p class="big good">${esc(t("done"))}</p><p class="number" id="number">${esc(v.result.number)}</p>` +
+  done: v => `<p class="big good">${esc(t("done"))}</p>` +
+    (v.result.missed_slot ? `<p class="msg" id="late">${esc(t("appt_late"))}</p>` : "") +
+    `<p class="number" id="number">${esc(v.result.number)}</p>` +
     `<p class="big">${esc(v.result.where)}</p>` +
     (v.result.people_ahead != null ? `<p class="big" id="ahead">${esc(t("done_ahead", v.result))}</p>` : "") +
     (v.result.wait != null ? `<p class="big">${esc(t("done_wait", v.result))}</p>` : "") +
