@@ -37,5 +37,7 @@ def driver_class(name: str) -> type[Driver]:
     return entry
 
 
+register_driver("candle", "hallctl_drivers.candle:CandleDisplay")
+
 __all__ = ["Action", "Driver", "Health", "Kind", "KINDS", "ProbeResult", "REGISTRY", "driver_class",
            "get_kind", "register_driver", "register_kind"]

@@ -104,17 +104,29 @@ WINDOW_DISPLAY = register_kind(Kind(
     doc="the LED bar over a window: shows the number being called there",
     actions={
         "show": Action("show", "show these lines, one per row; the model's area holds a limited number of bytes (BX-6K 1,024, "
-                            "BX-5K 512; GB2312: 2 per Chinese character). Held 30 s, or until the window's state changes", {
+                            "BX-5K 512; GB2312: 2 per Chinese character). A 7-segment board (no Chinese) shows number and "
+                            "window instead (\"A012-5\"), or else the first line. Held 30 s, or until the window's state "
+                            "changes", {
             "type": "object",
-            "properties": {"lines": {"type": "array", "minItems": 1, "maxItems": 8,
-                                     "items": {"type": "string", "maxLength": 128}}},
+            "properties": {
+                "lines": {"type": "array", "minItems": 1, "maxItems": 8, "items": {"type": "string", "maxLength": 128}},
+                "number": {"type": "string", "maxLength": 16,
+                           "description": "the ticket called here (A012); empty: none"},
+                "window": {"type": "string", "maxLength": 16, "description": "the window's short label (5)"},
+                # -1..94: the Candle board's blink byte holds "n times" up to 0x7F - 0x21 (protocols.md §3.7)
+                "blink": {"type": "integer", "minimum": -1, "maximum": 94,
+                          "description": "blink this many times, then show steadily; 0 (default) steady; "
+                                         "-1 until the next show or clear"},
+            },
             "required": ["lines"],
             "additionalProperties": False,
         }, test=True),
         "clear": Action("clear", "blank the display"),
-        "ping": Action("ping", "ask the controller to answer (no change on the display)", test=True),
+        "ping": Action("ping", "ask the controller to answer (no change on the display); "
+                               "a model that cannot answer lacks it", feature="ping", test=True),
         "status": Action("status", "the controller's own status record", feature="status"),
-        "brightness": Action("brightness", "set the brightness now", {
+        "brightness": Action("brightness", "set the brightness now: 15 brightest; a model with fewer steps maps "
+                                           "the range onto them (Candle: 12..15, 8..11, 4..7, 0..3)", {
             "type": "object",
             "properties": {"level": {"type": "integer", "minimum": 0, "maximum": 15}},
             "required": ["level"],

@@ -199,7 +199,7 @@ def test_features_narrow_what_the_driver_implements_and_are_inherited(tmp_path):
     write(tmp_path, "plain-bar-2", HEAD + 'inherits = "plain-bar"\n')
     write(tmp_path, "cutter-bar", HEAD + 'inherits = "onbon-bx-6k"\nfeatures = ["cutter"]\n')
     result = load_profiles([tmp_path])
-    assert result.profiles["onbon-bx-6k"].features == {"status", "brightness"}
+    assert result.profiles["onbon-bx-6k"].features == {"ping", "status", "brightness"}
     assert result.profiles["plain-bar"].features == {"status"} and not result.profiles["plain-bar"].supports("brightness")
     assert result.profiles["plain-bar-2"].features == {"status"}
     err = result.errors["cutter-bar"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from hallctl.errors import (
@@ -24,15 +25,22 @@ from hallctl_drivers.onbon_bx.area import dynamic_area_payload, parse_status, te
 from hallctl_drivers.transports import SerialLine
 from hallctl_drivers.transports.serial import SerialTransport
 
+log = logging.getLogger(__name__)
+
 
 class OnbonBxDisplay(Driver):
     """A BX-5K/6K window bar. One instance per display (DstAddr); displays on one port share it.
 
     Settings (firmware profile, see firmware_profiles/onbon-bx-*.toml): baudrate,
     fallback_baudrates, device_type, width, height, font, ascii_font, color, text_align,
-    reply_timeout_s, retries, area_capacity_bytes, rx_buffer_bytes, max_dynamic_areas.
+    reply_timeout_s, retries, area_capacity_bytes, rx_buffer_bytes, max_dynamic_areas,
+    blink_period_s.
     Options (node config): port (required), address (DstAddr, default 1), width/height
     overrides, area_id (dynamic area, default 0).
+
+    Blinking: the protocol has no blink mode (§9.1), so ``show`` with ``blink`` sends the lines at
+    once, then dark and lit again in the background, one phase per ``blink_period_s`` (§2.1: the
+    dynamic area refreshes at most once a second); any later show or clear ends it.
 
     The display talks over ``transport``: by default a :class:`SerialTransport` on ``port``,
     shared with every other display on that port; tests pass a
@@ -79,6 +87,10 @@ class OnbonBxDisplay(Driver):
         # show/clear/restore of *this* display, so probe() never re-sends lines an app has just
         # replaced (the transport's lock alone would let a stale restore queue behind a fresh show)
         self._text_lock = asyncio.Lock()
+        self.blink_period: float = float(s["blink_period_s"])
+        self._blinker: asyncio.Task[None] | None = None
+        #: a blink stopped by an error in a dark phase: probe() lights the lines again
+        self._left_dark = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -114,6 +126,7 @@ class OnbonBxDisplay(Driver):
             raise
 
     async def stop(self) -> None:
+        await self._stop_blinking()
         if self._started:
             self._started = False
             await self._transport.close()  # waits for a transaction in progress
@@ -129,6 +142,12 @@ class OnbonBxDisplay(Driver):
         except HallctlError as exc:
             return ProbeResult(Health.FAULT, exc.message, {**detail, "code": exc.code})
         async with self._text_lock:
+            blinking = self._blinker is not None and not self._blinker.done()
+            if self._last_lines is not None and self._left_dark and not blinking:
+                try:
+                    await self._send_lines(self._last_lines)
+                except HallctlError as exc:
+                    return ProbeResult(Health.FAULT, f"re-lighting after a broken blink failed: {exc.message}", detail)
             if self._last_lines is not None:
                 try:
                     status = parse_status((await self._request(*CMD_STATUS)).data)
@@ -158,9 +177,13 @@ class OnbonBxDisplay(Driver):
             lines = args.get("lines")
             if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
                 raise BadRequest('"lines" must be a list of strings')
-            n = await self._show(lines)
-            return {"acked": True, "bytes": n}
+            blink = args.get("blink", 0)
+            if isinstance(blink, bool) or not isinstance(blink, int) or not -1 <= blink <= 94:
+                raise BadRequest('"blink" must be -1 (until the next show), 0 (steady) or 1..94 times', field="data.blink")
+            n = await self._show(lines, blink)
+            return {"acked": True, "bytes": n, **({"blink": blink} if blink else {})}
         if action == "clear":
+            await self._stop_blinking()
             async with self._text_lock:
                 await self._request(*CMD_CLEAR)
                 self._last_lines = None
@@ -211,16 +234,48 @@ class OnbonBxDisplay(Driver):
             device_type=self.device_type,
         )
 
-    async def _show(self, lines: Sequence[str]) -> int:
+    async def _show(self, lines: Sequence[str], blink: int = 0) -> int:
+        await self._stop_blinking()
         async with self._text_lock:
-            return await self._send_lines(lines)
+            n = await self._send_lines(lines)
+            if blink:
+                self._blinker = asyncio.create_task(self._blink(list(lines), blink),
+                                                    name=f"blink display {self.address}")
+            return n
 
-    async def _send_lines(self, lines: Sequence[str]) -> int:
-        payload = self.show_payload(lines)
+    async def _send_lines(self, lines: Sequence[str], *, dark: bool = False) -> int:
+        """Show ``lines``; ``dark``: the same area with every row empty (a blink's dark phase)."""
+        payload = self.show_payload([""] * len(lines) if dark else lines)
         n = len(self.build(*CMD_DYNAMIC_AREA, payload))
+        if dark:
+            self._left_dark = True  # from the moment it may have gone out
         await self._request(*CMD_DYNAMIC_AREA, payload)
-        self._last_lines = list(lines)
+        if not dark:
+            self._left_dark = False
+            self._last_lines = list(lines)
         return n
+
+    async def _blink(self, lines: list[str], times: int) -> None:
+        """Dark, then lit, ``times`` times (-1: until cancelled), ending lit. A failure ends the
+        blink; if it left the bar dark, the next probe lights it (``_left_dark``)."""
+        done = 0
+        try:
+            while times < 0 or done < times:
+                for dark in (True, False):
+                    await asyncio.sleep(self.blink_period)
+                    async with self._text_lock:
+                        await self._send_lines(lines, dark=dark)
+                done += 1
+        except HallctlError as exc:  # the worker's next probe or command finds out what is wrong
+            log.debug("display %s: blink stopped: %s", self.address, exc.code)
+        except Exception:
+            log.exception("display %s: blink failed", self.address)
+
+    async def _stop_blinking(self) -> None:
+        task, self._blinker = self._blinker, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])  # its frame in flight finishes; no stale frame follows
 
     def _accept(self, reply: Frame, request: tuple[int, int]) -> bool:
         if reply.dst != self.src_address:

@@ -27,6 +27,11 @@ SETTINGS_SCHEMA: dict[str, Any] = {
         "rx_buffer_bytes": {"type": "integer", "minimum": 32, "maximum": 0xFFFF, "default": 512},
         "max_dynamic_areas": {"type": "integer", "minimum": 1, "maximum": 255, "default": 5},
         "area_capacity_bytes": {"type": "integer", "minimum": 16, "maximum": 0xFFFF, "default": 512},
+        # The protocol has no blink or flash display mode (§9.1 DisplayMode: static, quick type, four
+        # scrolls), so the driver blinks by re-sending the area blank and lit; §2.1 gives the dynamic
+        # area's refresh rate as ">= 1s", hence one phase per second.
+        "blink_period_s": {"type": "number", "minimum": 0.05, "maximum": 10, "default": 1.0,
+                           "description": "how long each phase of a blink (dark, lit) lasts"},
     },
     "additionalProperties": False,
 }
@@ -49,5 +54,5 @@ OPTIONS_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
-#: what the driver implements beyond show/clear/ping
-FEATURES = frozenset({"status", "brightness"})
+#: what the driver implements beyond show/clear
+FEATURES = frozenset({"ping", "status", "brightness"})

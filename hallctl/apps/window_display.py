@@ -1,23 +1,32 @@
-"""Window display app: the retained ``window/<id>/state`` -> the LED bar over that window.
+"""Window display app: the retained ``window/<id>/state`` -> the display over that window.
 
 The citizen looks up at the window and must see the number being served there. Text comes from
 templates a hall can override in the device's options (``templates.called = ["...", "..."]``);
-fields: ``{window}``, ``{window_name}``, ``{number}``, ``{queue}``.
+fields: ``{window}``, ``{window_name}``, ``{number}``, ``{queue}``. Every ``show`` also carries the
+ticket ``number`` and the ``window`` id, which is all a 7-segment board (no Chinese) shows.
 
-The app keeps the lines the display *should* show. Pushes are coalesced (only the latest state is
-sent, however fast calls come) and re-applied whenever the device (re)starts, so a display that
-was power-cycled or unplugged shows the truth again as soon as it is back.
+A new call at this window (a ticket becoming ``called`` here, or a recall: its ``recalls`` grew)
+makes the display blink (option ``blink``: that many times, 0 never, -1 for as long as the ticket
+is called). A brightness schedule (option ``brightness``, see :mod:`hallctl.apps.daily_schedule`)
+is applied when the device comes up and at each change, on devices with the ``brightness`` feature.
+
+The app keeps what the display *should* show. Pushes are coalesced (only the latest state is sent,
+however fast calls come) and re-applied whenever the device (re)starts, so a display that was
+power-cycled or unplugged shows the truth again as soon as it is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Mapping
 
 from hallctl.apps.base import App, AppContext
-from hallctl.errors import HallctlError
+from hallctl.apps.daily_schedule import level_at, parse_schedule, schedule_schema, seconds_to_next_change
 from hallctl.bus.topics import parse
+from hallctl.errors import BadRequest, HallctlError, UnknownCommand
 from hallctl.ids import ID_RE
 from hallctl_drivers.schema import SchemaError
 
@@ -31,10 +40,13 @@ DEFAULT_TEMPLATES: dict[str, list[str]] = {
     "closed": ["{window_name}", "停止服务"],
 }
 
-
 #: how long a technician's test text (a diagnostics ``show``/``clear``) stays before the app
 #: puts the window's real state back; a new call ends the hold at once
 HOLD_S = 30.0
+#: blinks on a new call when the options do not say
+DEFAULT_BLINK = 3
+#: the longest the app sleeps before looking at the clock again (a clock set forward or back)
+RECHECK_S = 60.0
 _FIELDS = {"window": "3", "window_name": "3号窗口", "number": "A001", "queue": "a"}
 
 
@@ -60,26 +72,58 @@ def check_templates(templates: Any) -> dict[str, list[str]]:
     return out
 
 
-def render(state: Mapping[str, Any], templates: Mapping[str, list[str]] = DEFAULT_TEMPLATES) -> list[str]:
-    """The lines a window display shows for a window state document (see docs/topics.md)."""
+def _state_key(state: Mapping[str, Any]) -> str:
     window_state = state.get("state", "open")
     ticket = state.get("ticket") or None
     if window_state in ("paused", "closed"):
-        key = window_state
-    elif ticket and ticket.get("status") == "called":
-        key = "called"
-    elif ticket and ticket.get("status") == "serving":
-        key = "serving"
-    else:
-        key = "idle"
+        return window_state
+    if ticket and ticket.get("status") in ("called", "serving"):
+        return str(ticket["status"])
+    return "idle"
+
+
+def render(state: Mapping[str, Any], templates: Mapping[str, list[str]] = DEFAULT_TEMPLATES) -> list[str]:
+    """The lines a window display shows for a window state document (see docs/topics.md)."""
+    key = _state_key(state)
+    ticket = state.get("ticket") or {}
     fields = {
         "window": state.get("window", ""),
         "window_name": state.get("name") or f"{state.get('window', '')}号窗口",
-        "number": (ticket or {}).get("number", ""),
-        "queue": (ticket or {}).get("queue", ""),
+        "number": ticket.get("number", ""),
+        "queue": ticket.get("queue", ""),
     }
     lines = templates.get(key) or DEFAULT_TEMPLATES[key]
     return [line.format(**fields) for line in lines]
+
+
+@dataclass(frozen=True)
+class View:
+    """What the display should show: the lines, and the ticket number for boards without Chinese
+    ("" while the window serves nobody, is paused or closed). ``blinking``: blink until the next
+    show (the ``blink = -1`` option while a ticket is called)."""
+
+    lines: tuple[str, ...]
+    number: str
+    blinking: bool = False
+
+
+def view(state: Mapping[str, Any], templates: Mapping[str, list[str]] = DEFAULT_TEMPLATES,
+         blink_while_called: bool = False) -> View:
+    key = _state_key(state)
+    ticket = state.get("ticket") or {}
+    number = str(ticket.get("number", "")) if key in ("called", "serving") else ""
+    return View(tuple(render(state, templates)), number, blink_while_called and key == "called")
+
+
+def call_of(state: Mapping[str, Any]) -> tuple[tuple[str, str], int] | None:
+    """The call a window state shows, ((number, called_at), recalls), or None when no ticket is
+    being called there."""
+    if _state_key(state) != "called":
+        return None
+    ticket = state["ticket"]
+    recalls = ticket.get("recalls")
+    key = (str(ticket.get("number", "")), str(ticket.get("called_at", "")))
+    return key, recalls if isinstance(recalls, int) else 0
 
 
 class WindowDisplayApp(App):
@@ -93,6 +137,10 @@ class WindowDisplayApp(App):
             "window": {"type": "string", "pattern": ID_RE.pattern, "description": "the window id it shows",
                        "x-pattern-hint": "the id of the window this display is over (as in central's config)"},
             "templates": {"type": "object", "description": "state -> lines, overriding the defaults"},
+            "blink": {"type": "integer", "minimum": -1, "maximum": 94, "default": DEFAULT_BLINK,
+                      "description": "blinks on a new call or recall; 0 never; -1 as long as the ticket is called"},
+            "brightness": schedule_schema("level", 0, 15, "brightness 0..15 by time of day, "
+                                                          'e.g. [{at = "08:00", level = 15}, {at = "18:00", level = 3}]'),
         },
         "required": ["window"],
         "additionalProperties": False,
@@ -102,8 +150,20 @@ class WindowDisplayApp(App):
         super().__init__(ctx, options)
         self.window = str(options["window"])
         self.templates = {**DEFAULT_TEMPLATES, **check_templates(options.get("templates"))}
-        self.desired: list[str] | None = None
-        self.shown: list[str] | None = None
+        self.blink: int = int(options.get("blink", DEFAULT_BLINK))
+        self.schedule = parse_schedule(options.get("brightness"), "brightness")
+        #: local time of day for the schedule (tests set their own clock)
+        self.clock: Callable[[], datetime] = datetime.now
+        self.desired: View | None = None
+        self.shown: View | None = None
+        self.level: int | None = None  # the brightness last set, None: to be set
+        self._brightness_supported = True
+        self._call: tuple[str, str] | None = None
+        self._recalls = 0
+        #: new calls seen, and the last of them shown with its blinks (a call arriving while an
+        #: earlier show is on its way must not lose its blinks when that show completes)
+        self._calls_seen = 0
+        self._calls_blinked = 0
         self._wake = asyncio.Event()
         self._hold_until = 0.0
 
@@ -113,6 +173,7 @@ class WindowDisplayApp(App):
             check_templates(options.get("templates"))
         except ValueError as exc:
             raise SchemaError("templates", str(exc)) from None
+        parse_schedule(options.get("brightness"), "brightness")
 
     @classmethod
     def claim(cls, options: Mapping[str, Any]) -> str:
@@ -131,11 +192,25 @@ class WindowDisplayApp(App):
             self.hold()  # a technician's test text stays up for a while, then the truth returns
 
     def on_window_state(self, state: Mapping[str, Any]) -> None:
-        lines = render(state, self.templates)
-        if lines != self.desired:
-            self.desired = lines
+        wanted = view(state, self.templates, blink_while_called=self.blink < 0)
+        new_call = self._is_new_call(state)
+        if new_call and self.blink > 0:
+            self._calls_seen += 1
+        if wanted != self.desired or new_call:
+            self.desired = wanted
+            if new_call:
+                self.shown = None  # a recall shows the same lines: send them again, blinking
             self._hold_until = 0.0  # a real call beats a technician's test text
             self._wake.set()
+
+    def _is_new_call(self, state: Mapping[str, Any]) -> bool:
+        call = call_of(state)
+        if call is None:
+            return False
+        key, recalls = call
+        new = key != self._call or recalls > self._recalls
+        self._call, self._recalls = key, recalls
+        return new
 
     def hold(self, seconds: float | None = None) -> None:
         """Someone else changed the display (diagnostics): leave it for ``seconds`` (default
@@ -147,23 +222,71 @@ class WindowDisplayApp(App):
         loop.call_later(seconds, self._wake.set)
 
     async def on_up(self) -> None:
-        """The device (re)started: whatever it showed before is gone."""
+        """The device (re)started: whatever it showed before, and its brightness, may be gone."""
         self.shown = None
+        self.level = None
         self._wake.set()
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if loop.time() < self._hold_until:
-                continue
-            lines = self.desired
-            if lines is None or lines == self.shown:
-                continue
             try:
-                await self.ctx.submit("show", {"lines": lines})
-                self.shown = lines
-            except HallctlError as exc:
-                # The supervisor logs the device going down and calls on_up when it is back.
-                log.debug("window %s display not updated: %s", self.window, exc.code)
+                async with asyncio.timeout(self._until_next_level()):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass  # a brightness change is due
+            self._wake.clear()
+            await self._push_view()
+            await self._push_brightness()
+
+    # -- the display's text --------------------------------------------------------------------
+
+    async def _push_view(self) -> None:
+        if asyncio.get_running_loop().time() < self._hold_until:
+            return
+        wanted, calls = self.desired, self._calls_seen
+        blink_due = calls != self._calls_blinked
+        if wanted is None or (wanted == self.shown and not blink_due):
+            return
+        args: dict[str, Any] = {"lines": list(wanted.lines), "number": wanted.number, "window": self.window}
+        blink = -1 if wanted.blinking else (self.blink if blink_due else 0)
+        if blink:
+            args["blink"] = blink
+        try:
+            await self.ctx.submit("show", args)
+        except BadRequest as exc:
+            # the display cannot show it (a character, a number too long for a 7-segment board):
+            # no retry would help; say so once per state
+            log.warning("window %s: the display cannot show %s: %s", self.window, wanted.number or "the state",
+                        exc.message)
+        except HallctlError as exc:
+            # The supervisor logs the device going down and calls on_up when it is back.
+            log.debug("window %s display not updated: %s", self.window, exc.code)
+            return
+        self.shown = wanted
+        self._calls_blinked = calls
+
+    # -- brightness ------------------------------------------------------------------------------
+
+    def _until_next_level(self) -> float | None:
+        if not self.schedule or not self._brightness_supported:
+            return None
+        left = seconds_to_next_change(self.schedule, self.clock())
+        return RECHECK_S if left is None else min(left + 0.05, RECHECK_S)
+
+    async def _push_brightness(self) -> None:
+        if not self.schedule or not self._brightness_supported:
+            return
+        level = level_at(self.schedule, self.clock().time())
+        if level is None or level == self.level:
+            return
+        try:
+            await self.ctx.submit("brightness", {"level": level})
+        except UnknownCommand:
+            self._brightness_supported = False
+            log.info("window %s: the display has no brightness control; the brightness schedule is not applied",
+                     self.window)
+            return
+        except HallctlError as exc:
+            log.debug("window %s display brightness not set: %s", self.window, exc.code)
+            return
+        self.level = level
