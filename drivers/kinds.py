@@ -201,3 +201,48 @@ TICKET_PRINTER = register_kind(Kind(
     state={"type": "object", "properties": {"status": _PRINTER_STATUS, "transport": {"type": "string"},
                                              "recovered": {"type": "boolean"}}},
 ))
+
+# -- window_keypad ---------------------------------------------------------------------------------
+
+#: a keypad's LED: steady or blinking at QSystem's 200 ms ("blink") or 500 ms ("blink_slow")
+KEYPAD_LED_STATES = ("off", "red", "green", "red_blink", "green_blink", "red_blink_slow", "green_blink_slow")
+#: what a keypad's key can do (a GPIO button is named by its function; the keypad app maps a QSystem
+#: keypad's "1".."4" to these): the window actions, and QSystem's two keys whose meaning follows the
+#: window's state (key 1: call next when idle, recall when called; key 4: no-show when called,
+#: complete when serving)
+KEYPAD_FUNCTIONS = ("call_next", "recall", "start", "complete", "no_show", "pause", "transfer",
+                    "next_or_recall", "no_show_or_complete")
+
+WINDOW_KEYPAD = register_kind(Kind(
+    name="window_keypad",
+    doc="the clerk's keypad at a window (呼叫器): a key press is an event; the keypad shows the result",
+    actions={
+        "show": Action("show", "show a short text on the keypad's display (a QSystem keypad: 3 characters, cp1251; "
+                               "longer text is cut, as QSystem cuts a number); empty text blanks it", {
+            "type": "object",
+            "properties": {"text": {"type": "string", "maxLength": 16},
+                           "blink": {"type": "boolean", "default": False}},
+            "required": ["text"],
+            "additionalProperties": False,
+        }, feature="display"),
+        "led": Action("led", "set the keypad's LED, with a 500 ms beep if asked (blink: 200 ms, blink_slow: 500 ms)", {
+            "type": "object",
+            "properties": {"state": {"type": "string", "enum": list(KEYPAD_LED_STATES)},
+                           "beep": {"type": "boolean", "default": False}},
+            "required": ["state"],
+            "additionalProperties": False,
+        }, feature="led"),
+        "led_test": Action("led_test", "a technician's test: 888 on the display, each LED state in turn with a beep, "
+                                       "then blank; the keypad app puts the window's state back after it", test=True),
+    },
+    events={"pressed": {
+        "type": "object",
+        "properties": {"key": {"type": "string", "minLength": 1, "maxLength": 32,
+                               "description": "the key's name: '1'..'4' on a QSystem keypad, the button's "
+                                              "function (call_next, ...) on a GPIO keypad"}},
+        "required": ["key"],
+        "additionalProperties": False,
+    }},
+    state={"type": "object", "properties": {"port": {"type": "string"}, "address": {"type": "integer"},
+                                             "heard": {"type": "boolean"}, "pins": {"type": "object"}}},
+))

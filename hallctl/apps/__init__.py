@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 APPS: dict[str, "str | type[App]"] = {
     "window_display": "hallctl.apps.window_display:WindowDisplayApp",
     "kiosk": "hallctl.apps.kiosk.app:KioskApp",
+    "keypad": "hallctl.apps.keypad:KeypadApp",
 }
 
 
