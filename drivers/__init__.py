@@ -40,6 +40,8 @@ def driver_class(name: str) -> type[Driver]:
 register_driver("candle", "hallctl_drivers.candle:CandleDisplay")
 register_driver("qsys_keypad", "hallctl_drivers.keypad.qsys:QsysKeypad")
 register_driver("gpio_keypad", "hallctl_drivers.keypad.gpio:GpioKeypad")
+register_driver("voice_tts", "hallctl_drivers.voice:TtsVoice")
+register_driver("voice_clips", "hallctl_drivers.voice:ClipVoice")
 
 __all__ = ["Action", "Driver", "Health", "Kind", "KINDS", "ProbeResult", "REGISTRY", "driver_class",
            "get_kind", "register_driver", "register_kind"]

@@ -246,3 +246,47 @@ WINDOW_KEYPAD = register_kind(Kind(
     state={"type": "object", "properties": {"port": {"type": "string"}, "address": {"type": "integer"},
                                              "heard": {"type": "boolean"}, "pins": {"type": "object"}}},
 ))
+
+# -- voice_caller ----------------------------------------------------------------------------------
+
+#: one word of an announcement: "chime", "," (a pause), a digit, a letter, or Chinese ("号", "窗口")
+_VOICE_TOKEN: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 32, "pattern": "^[^\\x00-\\x1f\\x7f]+$",
+                                "x-pattern-hint": "a word without control characters"}
+
+VOICE_CALLER = register_kind(Kind(
+    name="voice_caller",
+    doc="a speaker that calls numbers in Mandarin (有声叫号): one announcement at a time, never cut off",
+    actions={
+        "announce": Action("announce", "say these words, in order, and answer once the announcement has finished "
+                                       "playing (data: duration_ms, started_at, engine, volume, file when writing WAV "
+                                       "files). Words: \"chime\", \",\" (a pause), one digit (\"0\" is 零), one letter, "
+                                       "十/百/千 of a number read as a number, Chinese (\"请\", \"号\", \"窗口\")", {
+            "type": "object",
+            "properties": {
+                "parts": {"type": "array", "minItems": 1, "maxItems": 256, "items": _VOICE_TOKEN},
+                "volume": {"type": "integer", "minimum": 0, "maximum": 100,
+                           "description": "0 silent, 100 full; default: the device's default_volume"},
+                "id": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9._-]+$",
+                       "description": "names the announcement in logs and WAV file names (A012-w5)"},
+            },
+            "required": ["parts"],
+            "additionalProperties": False,
+        }),
+        "say": Action("say", "a technician's test: the chime and a sentence (default: a test call); digits are read "
+                             "one by one; a clip voice can say only what it has recordings for", {
+            "type": "object",
+            "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 200}},
+            "additionalProperties": False,
+        }, test=True),
+    },
+    events={"engine_restarted": {
+        "type": "object",
+        "properties": {"engine": {"type": "string"},
+                       "reason": {"type": "string", "description": "why: hung (no answer in time), exited, ..."},
+                       "retry": {"type": "boolean", "description": "the announcement it was saying is tried again"}},
+        "required": ["engine", "reason", "retry"],
+        "additionalProperties": False,
+    }},
+    state={"type": "object", "properties": {"engine": {"type": "string"}, "output": {"type": "string"},
+                                             "spoken": {"type": "integer"}, "restarts": {"type": "integer"}}},
+))

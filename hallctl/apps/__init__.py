@@ -16,6 +16,7 @@ APPS: dict[str, "str | type[App]"] = {
     "window_display": "hallctl.apps.window_display:WindowDisplayApp",
     "kiosk": "hallctl.apps.kiosk.app:KioskApp",
     "keypad": "hallctl.apps.keypad:KeypadApp",
+    "voice_caller": "hallctl.apps.voice.app:VoiceCallerApp",
 }
 
 
