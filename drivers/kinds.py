@@ -290,3 +290,65 @@ VOICE_CALLER = register_kind(Kind(
     state={"type": "object", "properties": {"engine": {"type": "string"}, "output": {"type": "string"},
                                              "spoken": {"type": "integer"}, "restarts": {"type": "integer"}}},
 ))
+
+# -- the call-order board -------------------------------------------------------------------------
+
+
+def _board_text(max_length: int, **extra: Any) -> dict[str, Any]:
+    """One line of board text (control characters are refused: a board draws lines, not layouts)."""
+    return {"type": "string", "maxLength": max_length, "pattern": r"^[^\x00-\x1f\x7f]*$",
+            "x-pattern-hint": "one line of text, no control characters", **extra}
+
+
+CALL_BOARD = register_kind(Kind(
+    name="call_board",
+    doc="the call-order board (叫号次序显示屏): a TV or an LED matrix with the latest calls, the waiting and notices",
+    actions={
+        "show": Action("show", "draw the board with this content, text as it is shown; a highlighted call that is new "
+                               "flashes for a few seconds (data: frame, calls_shown: the numbers that fit)", {
+            "type": "object",
+            "properties": {
+                "title": _board_text(64),
+                "banner": _board_text(64, description="a warning across the board (暂停服务：与中心的连接中断); empty: none"),
+                "announce": _board_text(64, description="the newest call as a sentence (请A012号到5号窗口办理)"),
+                "calls": {"type": "array", "maxItems": 20, "description": "the latest calls, newest first; as many as fit",
+                          "items": {
+                              "type": "object",
+                              "properties": {
+                                  "number": _board_text(16, minLength=1),
+                                  "window_name": _board_text(32),
+                                  "name": _board_text(16, description="a masked name (张*), when the hall shows names"),
+                                  "at": _board_text(40, description="when it was called: a call called again flashes again"),
+                                  "highlight": {"type": "boolean", "default": False,
+                                                "description": "the newest call: lit, and flashing while it is new"},
+                              },
+                              "required": ["number", "window_name"],
+                              "additionalProperties": False,
+                          }},
+                "waiting": {"type": "array", "maxItems": 16, "description": "one row per section",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "section": _board_text(32, minLength=1),
+                                    "count": {"type": "integer", "minimum": 0, "maximum": 99999},
+                                    "wait": _board_text(16, description="the predicted wait as shown (约7分钟)"),
+                                },
+                                "required": ["section", "count"],
+                                "additionalProperties": False,
+                            }},
+                "labels": {"type": "object", "description": "column headers; lost: what the web page says when it loses the node",
+                           "properties": {**{k: _board_text(16) for k in ("number", "window", "name", "section", "count", "wait")},
+                                          "lost": _board_text(64)},
+                           "additionalProperties": False},
+                "hours": _board_text(128, description="the opening hours line"),
+                "notice": _board_text(256, description="a notice line; it scrolls when longer than the board is wide"),
+            },
+            "additionalProperties": False,
+        }),
+        "test_pattern": Action("test_pattern", "colour bars, a grid and the model and size on every output", test=True),
+        "clear": Action("clear", "blank the board (the app draws it again within 30 s)"),
+    },
+    state={"type": "object", "properties": {"outputs": {"type": "array", "items": {"type": "string"}},
+                                             "frames": {"type": "integer"}, "repaired": {"type": "integer"},
+                                             "web_clients": {"type": "integer"}}},
+))

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 APPS: dict[str, "str | type[App]"] = {
     "window_display": "hallctl.apps.window_display:WindowDisplayApp",
     "kiosk": "hallctl.apps.kiosk.app:KioskApp",
+    "call_board": "hallctl.apps.call_board.app:CallBoardApp",
     "keypad": "hallctl.apps.keypad:KeypadApp",
     "voice_caller": "hallctl.apps.voice.app:VoiceCallerApp",
 }

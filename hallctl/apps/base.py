@@ -81,6 +81,10 @@ class App(abc.ABC):
     def on_node_event(self, device: str, kind: str | None, type_: str, data: Mapping[str, Any]) -> None:
         """Another device of this node reported ``type_`` (a kiosk's ID card reader)."""
 
+    def on_link(self, connected: bool) -> None:
+        """The node's broker connection came up (True) or went down (False): hall messages stop
+        while it is down (a call board says so instead of showing a frozen hall as current)."""
+
     async def on_up(self) -> None:
         """The device (re)started: whatever it showed or held before may be gone."""
 

@@ -113,6 +113,9 @@ class Bus:
         self.tls = tls
         self._tls_context: ssl.SSLContext | None = None  # made by run(): construction does no I/O
         self.connected = asyncio.Event()
+        #: called with True when a connection is up, False when it is lost (an app that shows the
+        #: hall says so instead of showing a frozen hall as current); must not raise or block
+        self.on_link: Callable[[bool], None] | None = None
         if _paho_log.level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
             _paho_log.setLevel(logging.CRITICAL)
         self.connections = 0  # how many times we have connected; tests and the demo read it
@@ -312,6 +315,7 @@ class Bus:
                     self._client, self._lost = client, lost
                     self.connections += 1
                     self.connected.set()
+                    self._tell_link(True)
                     backoff = 0.1
                     if self._down_logged or self.connections == 1:
                         log.info("connected to %s://%s:%d as %s", "mqtts" if self.tls else "mqtt",
@@ -332,14 +336,24 @@ class Bus:
                     self._down_logged = True
             finally:
                 lost.set()
+                was_up = self.connected.is_set()
                 self.connected.clear()
                 self._client = None
+                if was_up:
+                    self._tell_link(False)
                 if drain is not None:
                     await cancel_and_wait(drain)
             if self._stopping:
                 break
             await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
             backoff = min(backoff * 2, self.reconnect_max)
+
+    def _tell_link(self, up: bool) -> None:
+        if self.on_link is not None:
+            try:
+                self.on_link(up)
+            except Exception:  # noqa: BLE001 - a listener's bug must not break the connection loop
+                log.exception("on_link(%s) failed", up)
 
     def _enqueue(self, item: Any) -> None:
         self._inbox.append(item)

@@ -241,6 +241,14 @@ class Node:
                 except Exception:  # noqa: BLE001 - an app's bug must not stop the node
                     log.exception("app of device %s failed on %s", device, incoming.topic)
 
+    def _on_link(self, up: bool) -> None:
+        """Tell the apps each time the broker connection comes up or goes down."""
+        for device, app in self.apps.items():
+            try:
+                app.on_link(up)
+            except Exception:  # noqa: BLE001 - an app's bug must not stop the node
+                log.exception("app of device %s failed on the link going %s", device, "up" if up else "down")
+
     async def _on_central_status(self, incoming: Incoming) -> None:
         try:
             doc = messages.decode_object(incoming.payload)
@@ -342,6 +350,7 @@ class Node:
         coros = [("bus", self.bus.run()), ("supervisor", self.supervisor.run()),
                  ("watchdog", self.notifier.run_watchdog(self.bus.healthy))]
         coros += [(f"app-{device}", app.run()) for device, app in self.apps.items()]
+        self.bus.on_link = self._on_link
         if not self.devices:
             coros.append(("ready", self._ready_without_devices()))
         await run_together(coros)
