@@ -64,9 +64,12 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--service", type=float, default=3.0, metavar="S", help="mean service time in seconds (default 3)")
     demo.add_argument("--seed", type=int, default=None, help="random seed for reproducible traffic")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
-    demo.add_argument("--out", metavar="DIR", help="save every printed ticket in DIR as PNG and as the raw bytes (.bin)")
+    demo.add_argument("--out", metavar="DIR", help="save every printed ticket in DIR as PNG and as the raw bytes (.bin), "
+                      "every board frame in DIR/board (PNG), every announcement in DIR/voice (WAV)")
     demo.add_argument("--kiosk-port", type=int, default=8080, metavar="PORT",
                       help="the kiosk page's port (default 8080, any free one when it is taken; 0: any)")
+    demo.add_argument("--board-port", type=int, default=8081, metavar="PORT",
+                      help="the call-order board's page (default 8081, any free one when it is taken; 0: any)")
     return p
 
 
@@ -211,7 +214,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     opts = DemoOptions(duration=args.duration, windows=args.windows, broker=args.broker, rate=args.rate,
                        service_s=args.service, seed=args.seed, quiet=args.quiet, out=args.out,
-                       kiosk_port=args.kiosk_port)
+                       kiosk_port=args.kiosk_port, board_port=args.board_port)
     try:
         return asyncio.run(run_demo(opts))
     except KeyboardInterrupt:

@@ -39,16 +39,20 @@ async def test_devices_lists_every_display_and_names_one_that_goes_quiet(mosquit
     rc, out, err = await diag(mosquitto, "devices", "--json")
     assert rc == 0, out + err
     rows = json.loads(out)["devices"]
-    # the demo hall: its kiosk's printer and a display per window
-    assert [(r["node"], r["device"]) for r in rows] == [("kiosk-1", "printer")] + [
-        (f"window-{w}", "display") for w in range(1, 5)]
+    # the demo hall: the hall's screen (board and voice), its kiosk's printer, a display and a
+    # keypad per window
+    assert [(r["node"], r["device"]) for r in rows] == [("hall-screen", "board"), ("hall-screen", "voice"),
+                                                        ("kiosk-1", "printer")] + [
+        (f"window-{w}", dev) for w in range(1, 5) for dev in ("display", "keypad")]
     assert all(r["health"] == "ok" for r in rows), rows
-    assert rows[0]["kind"] == "ticket_printer"
-    assert all(r["kind"] == "window_display" and r["model"] == "Onbon 仰邦 BX-6K" for r in rows[1:]), rows
+    kinds = {r["device"]: r["kind"] for r in rows}
+    assert kinds == {"board": "call_board", "voice": "voice_caller", "printer": "ticket_printer",
+                     "display": "window_display", "keypad": "window_keypad"}
+    assert all(r["model"] == "Onbon 仰邦 BX-6K" for r in rows if r["device"] == "display"), rows
 
     rc, text, _ = await diag(mosquitto, "devices")
     assert rc == 0 and text.splitlines()[0].split() == ["NODE", "DEVICE", "KIND", "MODEL", "HEALTH", "SINCE", "REASON"]
-    assert sum(" ok " in line for line in text.splitlines()) == 5
+    assert sum(" ok " in line for line in text.splitlines()) == len(rows)
 
     async with Observer(mosquitto.host, mosquitto.port, [T.dev_state("window-2", "display")]) as obs:
         silenced = time.monotonic()
@@ -70,7 +74,7 @@ async def test_devices_lists_every_display_and_names_one_that_goes_quiet(mosquit
     await _wait_health(mosquitto, lambda h: any(p["node"] == "window-2" and p["health"] == "fault" for p in h["problems"]))
     hall.emulators["2"].faults.silent = False
     health = await _wait_health(mosquitto, lambda h: h["ok"])
-    assert health["counts"] == {"nodes": 5, "nodes_ready": 5, "devices": 5, "devices_ok": 5}
+    assert health["counts"] == {"nodes": 6, "nodes_ready": 6, "devices": 11, "devices_ok": 11}
 
 
 async def _wait_health(broker, pred, timeout: float = 15.0) -> dict:
@@ -115,7 +119,8 @@ async def test_run_drives_every_action_a_display_announces(mosquitto, hall):
 async def test_json_of_nodes_events_and_health_parses(mosquitto, hall, tmp_path):
     rc, out, _ = await diag(mosquitto, "nodes", env_extra={"HALLCTL_JSON": "1"})
     nodes = json.loads(out)["nodes"]
-    assert rc == 0 and [n["node"] for n in nodes] == ["kiosk-1", "window-1", "window-2", "window-3", "window-4"]
+    assert rc == 0 and [n["node"] for n in nodes] == ["hall-screen", "kiosk-1", "window-1", "window-2", "window-3",
+                                                   "window-4"]
     assert all(n["state"] == "ready" and n["version"] and n["uptime_s"] is not None for n in nodes)
 
     rc, out, _ = await diag(mosquitto, "events", "--json", "--count", "3", "--duration", "20")
@@ -130,7 +135,7 @@ async def test_json_of_nodes_events_and_health_parses(mosquitto, hall, tmp_path)
     rc, out, _ = await diag(mosquitto, "health", "--json")
     assert rc == 0 and json.loads(out)["ok"] is True and json.loads(out)["central"] == "online"
     rc, text, _ = await diag(mosquitto, "health")
-    assert rc == 0 and text.startswith(f"hall {HALL}: OK - central online, 5/5 nodes ready, 5/5 devices ok")
+    assert rc == 0 and text.startswith(f"hall {HALL}: OK - central online, 6/6 nodes ready, 11/11 devices ok")
 
     # a hall nobody is in is a problem, and the halls that are there are named
     rc, _, err = await diag(mosquitto, "nodes", "--hall", "test-hal")

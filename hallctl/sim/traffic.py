@@ -97,3 +97,70 @@ class Clerk:
             await asyncio.sleep(self.rng.expovariate(1.0 / self.service_s))
             await self._do("window.complete")
             self.stats.completed += 1
+
+
+class WindowStates:
+    """The retained ``window/<id>/state`` documents as any subscriber sees them (the demo's
+    keypad clerks read their window's state from the bus, as the clerk reads the keypad)."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, dict[str, Any]] = {}
+        self._changed = asyncio.Condition()
+
+    async def on_state(self, window: str, doc: dict[str, Any]) -> None:
+        async with self._changed:
+            self.states[window] = doc
+            self._changed.notify_all()
+
+    async def wait(self, window: str, pred: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any] | None:
+        """The window's state once ``pred`` holds for it, or None after ``timeout``."""
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._changed:
+                    await self._changed.wait_for(lambda: pred(self.states.get(window) or {}))
+                    return self.states[window]
+        except TimeoutError:
+            return None
+
+
+class KeypadClerk(Clerk):
+    """A clerk who works the window's keypad (QSystem's four keys: 1 call next, 2 start, 4
+    complete): each press goes through the node's keypad app to central, as in a real hall. The
+    clerk signs in with a request (at the window's PC) and reads the window's state on the bus."""
+
+    def __init__(self, window: str, requester: Requester, topics: Topics, service_s: float,
+                 rng: random.Random, stats: TrafficStats, press: Callable[[str], Any], states: WindowStates,
+                 on_call: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        super().__init__(window, requester, topics, service_s, rng, stats, on_call)
+        self.press, self.states = press, states
+
+    def _ticket(self, status: str) -> Callable[[dict[str, Any]], bool]:
+        return lambda s: (s.get("ticket") or {}).get("status") == status
+
+    async def run(self) -> None:
+        res = await self.requester.call(self.topics.central_req(self.requester.client_id, "window.open"),
+                                        {"window": self.window, "clerk": f"s{1000 + int(self.window)}"})
+        if res.get("status") != "ok":
+            self.stats.errors.append(f"window.open at {self.window}: {res.get('error')}")
+        while True:
+            self.press("1")  # call next
+            state = await self.states.wait(self.window, self._ticket("called"), timeout=2.0)
+            if state is None:  # nobody waiting (the keypad shows ---): try again shortly
+                await asyncio.sleep(1.0)
+                continue
+            ticket = state["ticket"]
+            self.stats.calls.append((self.window, ticket))
+            if self.on_call:
+                self.on_call(self.window, ticket)
+            # the citizen hears the call (chime and sentence, ~4 s) and walks over
+            await asyncio.sleep(self.rng.uniform(4.0, 6.0))
+            self.press("2")  # start
+            if await self.states.wait(self.window, self._ticket("serving"), timeout=5.0) is None:
+                self.stats.errors.append(f"start at {self.window}: the keypad's press was not taken")
+                continue
+            await asyncio.sleep(self.rng.expovariate(1.0 / self.service_s))
+            self.press("4")  # complete (key 4 while serving)
+            if await self.states.wait(self.window, lambda s: not s.get("ticket"), timeout=5.0) is None:
+                self.stats.errors.append(f"complete at {self.window}: the keypad's press was not taken")
+                continue
+            self.stats.completed += 1
