@@ -39,6 +39,14 @@ def find_voice(voices: list[Any], wanted: str) -> Any | None:
     return None
 
 
+#: syntheses of one text before "no audio" is an error (see Speaker.synth)
+SYNTH_ATTEMPTS = 3
+
+
+class NoAudio(RuntimeError):
+    """The engine finished without writing any samples."""
+
+
 class Speaker:
     """pyttsx3's espeak driver, one voice and rate, synthesising to WAV files."""
 
@@ -61,6 +69,18 @@ class Speaker:
         self.engine.connect("finished-utterance", lambda name=None, completed=True: self._finished.set())
 
     def synth(self, text: str, path: str) -> None:
+        # pyttsx3 2.99 writes the file when espeak's end-of-message event arrives and appends that
+        # callback's samples only after writing: when they all come in that one callback, the file
+        # is empty (seen in about 1 synthesis in 30 under load). Saying it again is the cure.
+        for attempt in range(SYNTH_ATTEMPTS):
+            try:
+                self._synth_once(text, path)
+                return
+            except NoAudio:
+                if attempt == SYNTH_ATTEMPTS - 1:
+                    raise
+
+    def _synth_once(self, text: str, path: str) -> None:
         if os.path.exists(path):
             os.unlink(path)
         self._finished.clear()
@@ -73,7 +93,7 @@ class Speaker:
         if not self._finished.wait(FINISH_WAIT_S):
             raise RuntimeError(f"espeak did not finish within {FINISH_WAIT_S:g} s")
         if not os.path.exists(path) or os.path.getsize(path) <= 44:
-            raise RuntimeError("the engine wrote no audio")
+            raise NoAudio("the engine wrote no audio")
 
 
 def _dist_version(name: str) -> str:

@@ -194,7 +194,8 @@ class Node:
                                    started=self.started)
         await self.bus.publish(self.topics.node_birth(self.id), birth, retain=True)
         await self.bus.publish(self.topics.node_status(self.id), messages.node_status("ready", self.bd_seq), retain=True)
-        for dev_id, doc in self.states.items():
+        # a copy: a device's first state may arrive while these publish
+        for dev_id, doc in list(self.states.items()):
             await self.bus.publish(self.topics.dev_state(self.id, dev_id), messages.device_state(doc), retain=True)
 
     async def _on_connect(self) -> None:
