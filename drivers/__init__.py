@@ -43,6 +43,7 @@ register_driver("gpio_keypad", "hallctl_drivers.keypad.gpio:GpioKeypad")
 register_driver("voice_tts", "hallctl_drivers.voice:TtsVoice")
 register_driver("voice_clips", "hallctl_drivers.voice:ClipVoice")
 register_driver("call_board", "hallctl_drivers.board:CallBoardDriver")
+register_driver("gpio_buttons", "hallctl_drivers.buttons:GpioButtonPanel")
 
 __all__ = ["Action", "Driver", "Health", "Kind", "KINDS", "ProbeResult", "REGISTRY", "driver_class",
            "get_kind", "register_driver", "register_kind"]

@@ -352,3 +352,27 @@ CALL_BOARD = register_kind(Kind(
                                              "frames": {"type": "integer"}, "repaired": {"type": "integer"},
                                              "web_clients": {"type": "integer"}}},
 ))
+
+# -- button_panel ----------------------------------------------------------------------------------
+# A simple kiosk's push buttons, one per category, each with a lamp (no touchscreen).
+
+BUTTON_PANEL = register_kind(Kind(
+    name="button_panel",
+    doc="push buttons with a lamp each (a buttons-only kiosk: one button per category)",
+    actions={
+        "lamps": Action("lamps", "light these lamps, blink those, the rest off", {
+            "type": "object",
+            "properties": {
+                "on": {"type": "array", "maxItems": 32, "items": {"type": "string", "minLength": 1, "maxLength": 32}},
+                "blink": {"type": "array", "maxItems": 32, "items": {"type": "string", "minLength": 1, "maxLength": 32}},
+            },
+            "additionalProperties": False,
+        }),
+        "lamp_test": Action("lamp_test", "light each lamp in turn, then all, then none", test=True),
+    },
+    events={"pressed": {
+        "type": "object",
+        "properties": {"button": {"type": "string", "minLength": 1, "maxLength": 32}},
+        "required": ["button"],
+    }},
+))

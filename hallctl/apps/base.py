@@ -34,6 +34,9 @@ class AppContext:
     #: response document (``status`` ok or error); raises DeviceTimeout (code ``timeout``) when
     #: central did not answer in time. Only for an app whose ``uses_central`` is True.
     request: Callable[..., Awaitable[dict[str, Any]]] | None = None
+    #: run an action on another device of this node, ``submit_to(device, action, args)`` (a
+    #: kiosk lighting its button panel's lamps); the same worker path and errors as ``submit``
+    submit_to: Callable[[str, str, Mapping[str, Any]], Awaitable[dict[str, Any]]] | None = None
 
 
 class App(abc.ABC):

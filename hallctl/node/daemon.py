@@ -121,11 +121,16 @@ class Node:
                 submit = (lambda action, args, device=plan.id: self.supervisor.get(device).submit(action, args))
                 request = self._request if plan.app.uses_central else None
                 ctx = AppContext(self.id, plan.id, self.topics, submit, logging.getLogger(f"hallctl.apps.{plan.app.name}"),
-                                 request)
+                                 request, self._submit_to)
                 app = self.apps[plan.id] = plan.app(ctx, plan.app_options)
             self.supervisor.add(DeviceWorker(
                 plan.id, lambda plan=plan: self._make_driver(plan), on_state=self._on_device_state,
                 on_up=app.on_up if app is not None else None, probe_interval=plan.probe_interval_s))
+
+    async def _submit_to(self, device: str, action: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        if device not in self.plans or self.plans[device].disabled is not None:
+            raise UnknownDevice(f"no device {device!r} on this node")
+        return await self.supervisor.get(device).submit(action, args)
 
     def _make_driver(self, plan: DevicePlan) -> Any:
         driver = plan.build_driver()

@@ -29,6 +29,10 @@ log = logging.getLogger("hallctl.apps.kiosk")
 
 #: the kind of a node's ID card reader (its issue is still to come); it reports ``card_read``
 ID_READER_KIND = "id_reader"
+#: a buttons-only kiosk's buttons
+BUTTON_PANEL_KIND = "button_panel"
+#: how often the panel's lamps are set again though nothing changed (s)
+LAMPS_REFRESH_S = 30.0
 
 
 def void_reason(exc: HallctlError) -> str:
@@ -64,6 +68,11 @@ class KioskApp(App):
                           "description": "the id of this node's ID card reader device (card_read events)"},
             "ticket_timeout_s": {"type": "number", "minimum": 1, "maximum": 50, "default": 20,
                                 "description": "give up on a print after this long (shorter than central's print_confirm_s)"},
+            "buttons": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1},
+                        "description": "a buttons-only kiosk: button name -> the queue (category) it issues; "
+                                       "the buttons are this node's button_panel device"},
+            "button_panel": {"type": "string", "minLength": 1,
+                             "description": "the id of this node's button panel (default: its button_panel device)"},
             "green_pin_sha256": {"type": "string", "pattern": PIN_HASH_RE.pattern, "x-pattern-hint": PIN_HASH_HINT,
                                  "description": "the staff PIN that confirms a green-channel ticket, as "
                                                 "salt$sha256(salt+PIN); none: no 绿色通道 button here"},
@@ -79,6 +88,12 @@ class KioskApp(App):
         self.ticket_timeout = float(options.get("ticket_timeout_s", 20))
         self.server = KioskServer(self, options.get("listen", "127.0.0.1"), int(options.get("http_port", 8080)))
         self._effects: asyncio.Queue[Effect] = asyncio.Queue(maxsize=1)
+        #: button name -> queue id, and the panel device lit to match (buttons-only kiosk)
+        self.buttons: dict[str, str] = dict(options.get("buttons") or {})
+        self.panel: str | None = options.get("button_panel")
+        self._lamps_wanted: tuple[list[str], list[str]] | None = None
+        self._lamps_shown: tuple[list[str], list[str]] | None = None
+        self._lamps_wake = asyncio.Event()
         #: set (and replaced) at every change of the view: the page's event streams wait on it
         self._tick = asyncio.Event()
         self.version = 0
@@ -90,6 +105,9 @@ class KioskApp(App):
         except TemplateError as exc:
             key = "templates_file" if exc.key == "templates_file" else f"templates_file: {exc.key}"
             raise SchemaError(key, exc.problem) from None
+        if options.get("buttons") and not options.get("button_panel"):
+            raise SchemaError("button_panel", "a buttons-only kiosk names its button panel device "
+                                              "(button_panel = \"buttons\")")
 
     @classmethod
     def claim(cls, options: Mapping[str, Any]) -> str:
@@ -118,10 +136,45 @@ class KioskApp(App):
         self.changed()
 
     def on_node_event(self, device: str, kind: str | None, type_: str, data: Mapping[str, Any]) -> None:
+        if type_ == "pressed" and kind == BUTTON_PANEL_KIND and self.buttons:
+            if device == self.panel:
+                self.on_button(str(data.get("button", "")))
+            return
         if type_ == "card_read" and (kind == ID_READER_KIND or device == self.options.get("id_reader")):
             if self.flow.on_card(data):  # never log the card's fields
                 log.info("ID card read: birth date taken for the ticket being issued")
                 self.changed()
+
+    def on_button(self, button: str) -> None:
+        """A button of the buttons-only kiosk: its category's ticket, printed, no SMS."""
+        queue = self.buttons.get(button)
+        effect = self.flow.button(queue) if queue is not None else None
+        if effect is None:
+            log.info("button %s: no ticket now (%s)", button, self.flow.blocker() or self.flow.shown)
+            return
+        try:
+            self._effects.put_nowait(effect)
+        except asyncio.QueueFull:  # one ticket at a time
+            return
+        self.changed()
+
+    async def _follow_lamps(self) -> None:
+        """Keep the panel's lamps as the flow says (a lamp lit: that category can be issued)."""
+        while True:
+            try:  # and again now and then: a panel that restarted has every lamp dark
+                async with asyncio.timeout(LAMPS_REFRESH_S):
+                    await self._lamps_wake.wait()
+            except TimeoutError:
+                self._lamps_shown = None
+            self._lamps_wake.clear()
+            wanted = self._lamps_wanted
+            if wanted is None or wanted == self._lamps_shown or self.panel is None or self.ctx.submit_to is None:
+                continue
+            try:
+                await self.ctx.submit_to(self.panel, "lamps", {"on": wanted[0], "blink": wanted[1]})
+                self._lamps_shown = wanted
+            except HallctlError as exc:  # the panel's worker reports it; its next state change retries
+                log.debug("lamps not set: %s", exc.code)
 
     # -- the page ---------------------------------------------------------------------------
     def view(self) -> dict[str, Any]:
@@ -144,6 +197,9 @@ class KioskApp(App):
         return self.view()
 
     def changed(self) -> None:
+        if self.buttons:
+            self._lamps_wanted = self.flow.lamps(self.buttons)
+            self._lamps_wake.set()
         self.version += 1
         tick, self._tick = self._tick, asyncio.Event()
         tick.set()
@@ -167,6 +223,17 @@ class KioskApp(App):
         await self.server.stop()
 
     async def run(self) -> None:
+        if self.buttons:
+            lamps = asyncio.create_task(self._follow_lamps(), name="kiosk lamps")
+            try:
+                await self._serve()
+            finally:
+                lamps.cancel()
+                await asyncio.gather(lamps, return_exceptions=True)
+        else:
+            await self._serve()
+
+    async def _serve(self) -> None:
         while True:
             effect = await self._effects.get()
             try:

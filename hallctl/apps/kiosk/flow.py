@@ -165,6 +165,31 @@ class KioskFlow:
         handler = getattr(self, f"_on_{self.shown}", None)
         return handler(do, action) if handler is not None else None
 
+    def button(self, queue: str) -> Effect:
+        """A buttons-only kiosk's button for ``queue``: a walk-in ticket at once, no SMS; nothing
+        while issuing is blocked, a ticket is being issued, or someone is at the touchscreen."""
+        if self.blocker() is not None or queue not in self._queues():
+            return None
+        if self.shown not in ("home", "done", "failed"):
+            return None
+        self._reset()
+        self.entry = _Entry(queue=queue, no_sms=True)
+        self.screen = "issuing"
+        return Issue({"queue": queue, "channel": "kiosk", "confirm": "print"})
+
+    def lamps(self, buttons: Mapping[str, str]) -> tuple[list[str], list[str]]:
+        """The button panel's lamps (on, blinking) for ``buttons`` (button name -> queue): each
+        lit while its category can be issued, the one being printed blinking, all dark while the
+        kiosk is out of service, closed or without central."""
+        if self.blocker() is not None:
+            return [], []
+        if self.shown == "issuing":
+            return [], [b for b, q in buttons.items() if q == self.entry.queue]
+        if self.shown not in ("home", "done", "failed"):
+            return [], []
+        queues = self._queues()
+        return sorted(b for b, q in buttons.items() if q in queues), []
+
     def _on_home(self, do: Any, action: Mapping[str, Any]) -> Effect:
         if do == "queue" and isinstance(action.get("id"), str) and action["id"] in self._queues():
             self.entry = _Entry(queue=str(action["id"]))
