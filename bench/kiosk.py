@@ -54,6 +54,7 @@ from typing import Any
 
 import aiohttp
 import aiomqtt
+from benchkit import pct, r, Running
 
 import hallctl_drivers.escpos.printer as escpos_printer
 from hallctl.bus.topics import Topics
@@ -100,27 +101,7 @@ def kiosk_config(host: str, port: int, tmp: Path, profile: str, printer_port: st
     }
 
 
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q * len(s) + 0.5) - 1))]
 
-
-def r(x: float, nd: int = 1) -> float:
-    return round(x, nd)
-
-
-class Running:
-    def __init__(self, daemon: Any) -> None:
-        self.daemon = daemon
-        self.task = asyncio.create_task(daemon.run())
-
-    async def stop(self) -> None:
-        try:
-            await self.daemon.stop()
-        finally:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
 
 
 class ConfirmedWatch:

@@ -43,6 +43,7 @@ from typing import Any
 
 import aiohttp
 import aiomqtt
+from benchkit import pct, Running
 
 from hallctl.bus.topics import Topics
 from hallctl.central.model import HallSpec, QueueSpec, WindowSpec
@@ -65,27 +66,10 @@ class BenchError(Exception):
     """The benchmark could not measure what it promised."""
 
 
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q * len(s) + 0.5) - 1))]
-
-
 def stats(values: list[float]) -> dict[str, float]:
     return {"p50_ms": round(statistics.median(values), 1), "p95_ms": round(pct(values, 0.95), 1),
             "max_ms": round(max(values), 1)}
 
-
-class Running:
-    def __init__(self, daemon: Any) -> None:
-        self.daemon = daemon
-        self.task = asyncio.create_task(daemon.run())
-
-    async def stop(self) -> None:
-        try:
-            await self.daemon.stop()
-        finally:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
 
 
 class Technician:

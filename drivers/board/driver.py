@@ -248,7 +248,9 @@ class CallBoardDriver(Driver):
         cancellation and race the next frame's)."""
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        dark = (await asyncio.to_thread(render_board, content, self.layout, lit=False)).image if flash_s else lit
+        # the dark phase is drawn when first due, half a period on: a flash that the next call
+        # ends before then (a burst of calls) costs no render, and the next call's render has the CPU
+        dark: "PILImage.Image | None" = None if flash_s else lit
         half = self.flash_period_s / 2
         step = 1 / self.scroll_fps if notice is not None else half
         phase_shown = 0
@@ -263,6 +265,8 @@ class CallBoardDriver(Driver):
                     if stop.is_set():
                         return
                     if phase != phase_shown:
+                        if phase and dark is None:
+                            dark = (await asyncio.to_thread(render_board, content, self.layout, lit=False)).image
                         base = dark if phase else lit
                         if notice is not None:
                             base = base.copy()
