@@ -211,6 +211,8 @@ async def _events(args: argparse.Namespace, conn: Connection) -> int:
         if (args.node and p.node != args.node) or (args.device and p.device != args.device) \
                 or (args.type_ and p.name != args.type_):
             return
+        if args.count is not None and seen >= args.count:
+            return  # --count N prints N, even when more arrive in one batch before it stops
         seen += 1
         if args.json:
             print(json.dumps({"topic": topic, "node": p.node, "device": p.device, "type": p.name, "doc": doc},
