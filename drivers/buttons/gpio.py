@@ -144,14 +144,6 @@ class GpioButtonPanel(Driver):
             log.debug("button panel: blinking stopped: %s", exc.message)
 
     async def _read(self, pins: GpioPins) -> None:
-        loop = asyncio.get_running_loop()
-        bounce = float(self.options["bounce_time_s"])
-        last_edge: dict[str, float] = {}
-        while True:
-            event = await pins.next_event()
-            now = loop.time()
-            bounced = now - last_edge.get(event.name, float("-inf")) < bounce
-            last_edge[event.name] = now
-            if event.pressed and not bounced:
-                self._heard = True
-                self.emit("pressed", {"button": event.name})
+        async for name in pins.presses(float(self.options["bounce_time_s"])):
+            self._heard = True
+            self.emit("pressed", {"button": name})

@@ -189,21 +189,9 @@ class GpioKeypad(Driver):
         return self._pins
 
     async def _read(self, pins: GpioPins) -> None:
-        """Presses, debounced here as well as by gpiozero: a press that follows any edge of its
-        button by less than ``bounce_time_s`` is the contact bouncing (on a press, or on the
-        release that ends one), not a press. gpiozero's own debounce is the pin driver's (lgpio's
-        in the kernel) and some pin drivers have none."""
-        loop = asyncio.get_running_loop()
-        bounce = float(self.options["bounce_time_s"])
-        last_edge: dict[str, float] = {}
-        while True:
-            event = await pins.next_event()
-            now = loop.time()
-            bounced = now - last_edge.get(event.name, float("-inf")) < bounce
-            last_edge[event.name] = now
-            if event.pressed and not bounced:
-                self._heard = True
-                self.emit("pressed", {"key": event.name})
+        async for name in pins.presses(float(self.options["bounce_time_s"])):
+            self._heard = True
+            self.emit("pressed", {"key": name})
 
     async def _blink(self, pins: GpioPins, name: str, half: float) -> None:
         on = True

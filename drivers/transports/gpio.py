@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, AsyncIterator, Mapping
 
 from hallctl.errors import BadRequest, ConfigError, DeviceOffline
 
@@ -75,6 +75,21 @@ class GpioPins:
     async def next_event(self) -> PinEvent:
         """The next press or release, in the order they happened."""
         return await self._events.get()
+
+    async def presses(self, bounce_s: float) -> AsyncIterator[str]:
+        """The name of each button pressed, debounced here as well as by gpiozero: a press that
+        follows any edge of its button by less than ``bounce_s`` is the contact bouncing (on a
+        press, or on the release that ends one). gpiozero's own debounce is the pin driver's
+        (lgpio's in the kernel), and some pin drivers (MockFactory among them) have none."""
+        loop = asyncio.get_running_loop()
+        last_edge: dict[str, float] = {}
+        while True:
+            event = await self.next_event()
+            now = loop.time()
+            bounced = now - last_edge.get(event.name, float("-inf")) < bounce_s
+            last_edge[event.name] = now
+            if event.pressed and not bounced:
+                yield event.name
 
     def is_pressed(self, name: str) -> bool:
         return bool(self._device(name, self.inputs).is_active)
