@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from hallctl.apps.base import App, AppContext
+from hallctl.apps.hold import TestHold
 from hallctl.bus.topics import parse
 from hallctl.errors import HallctlError, UnknownCommand
 from hallctl.ids import ID_RE
@@ -189,10 +190,10 @@ class KeypadApp(App):
         self._unsure_until = 0.0
         self._feedback: tuple[Output, float] | None = None
         self._beep_due = False
-        self._hold_until = 0.0
         self._shown_text: tuple[str, bool] | None = None
         self._shown_led: str | None = None
         self._wake = asyncio.Event()
+        self._hold = TestHold(self._wake)
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> None:
@@ -352,11 +353,9 @@ class KeypadApp(App):
     def after_command(self, action: str) -> None:
         self._shown_text = self._shown_led = None
         if action in ("show", "led"):  # a technician's text or LED stays a while
-            loop = asyncio.get_running_loop()
-            self._hold_until = loop.time() + HOLD_S
-            loop.call_later(HOLD_S, self._wake.set)
+            self._hold.start(HOLD_S)
         else:  # led_test ended blank: put the truth back now
-            self._hold_until = 0.0
+            self._hold.end()
             self._wake.set()
 
     async def on_up(self) -> None:
@@ -380,7 +379,6 @@ class KeypadApp(App):
                 self._busy = False
 
     async def _show_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             try:
                 async with asyncio.timeout(self.refresh_s or None):
@@ -388,7 +386,7 @@ class KeypadApp(App):
             except TimeoutError:  # nothing changed for a while: send it again all the same
                 self._shown_text = self._shown_led = None
             self._wake.clear()
-            if loop.time() < self._hold_until:
+            if self._hold.active:
                 continue
             out = self.desired()
             try:

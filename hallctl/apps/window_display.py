@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from hallctl.apps.base import App, AppContext
+from hallctl.apps.hold import HOLD_S, TestHold
 from hallctl.apps.daily_schedule import level_at, parse_schedule, schedule_schema, seconds_to_next_change
 from hallctl.bus.topics import parse
 from hallctl.errors import BadRequest, HallctlError, UnknownCommand
@@ -40,9 +41,6 @@ DEFAULT_TEMPLATES: dict[str, list[str]] = {
     "closed": ["{window_name}", "停止服务"],
 }
 
-#: how long a technician's test text (a diagnostics ``show``/``clear``) stays before the app
-#: puts the window's real state back; a new call ends the hold at once
-HOLD_S = 30.0
 #: blinks on a new call when the options do not say
 DEFAULT_BLINK = 3
 #: the longest the app sleeps before looking at the clock again (a clock set forward or back)
@@ -165,7 +163,7 @@ class WindowDisplayApp(App):
         self._calls_seen = 0
         self._calls_blinked = 0
         self._wake = asyncio.Event()
-        self._hold_until = 0.0
+        self._hold = TestHold(self._wake)
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> None:
@@ -200,7 +198,7 @@ class WindowDisplayApp(App):
             self.desired = wanted
             if new_call:
                 self.shown = None  # a recall shows the same lines: send them again, blinking
-            self._hold_until = 0.0  # a real call beats a technician's test text
+            self._hold.end()  # a real call beats a technician's test text
             self._wake.set()
 
     def _is_new_call(self, state: Mapping[str, Any]) -> bool:
@@ -215,11 +213,8 @@ class WindowDisplayApp(App):
     def hold(self, seconds: float | None = None) -> None:
         """Someone else changed the display (diagnostics): leave it for ``seconds`` (default
         :data:`HOLD_S`), then show the window's state again."""
-        seconds = HOLD_S if seconds is None else seconds
         self.shown = None
-        loop = asyncio.get_running_loop()
-        self._hold_until = loop.time() + seconds
-        loop.call_later(seconds, self._wake.set)
+        self._hold.start(HOLD_S if seconds is None else seconds)
 
     async def on_up(self) -> None:
         """The device (re)started: whatever it showed before, and its brightness, may be gone."""
@@ -241,7 +236,7 @@ class WindowDisplayApp(App):
     # -- the display's text --------------------------------------------------------------------
 
     async def _push_view(self) -> None:
-        if asyncio.get_running_loop().time() < self._hold_until:
+        if self._hold.active:
             return
         wanted, calls = self.desired, self._calls_seen
         blink_due = calls != self._calls_blinked

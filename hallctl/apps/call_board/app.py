@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from hallctl.apps.base import App, AppContext
+from hallctl.apps.hold import HOLD_S, TestHold
 from hallctl.apps.call_board.content import HallView, TemplateError, build, check_templates
 from hallctl.bus.topics import parse
 from hallctl.errors import HallctlError
@@ -31,9 +32,6 @@ from hallctl_drivers.schema import SchemaError
 
 log = logging.getLogger("hallctl.apps.call_board")
 
-#: how long a technician's test pattern or blank board stays before the hall's board is back;
-#: any change of the hall's board ends it at once
-HOLD_S = 30.0
 RENDERS_KEPT = 256
 
 
@@ -70,7 +68,7 @@ class CallBoardApp(App):
         self.shown: dict[str, Any] | None = None
         self.renders: collections.deque[BoardRender] = collections.deque(maxlen=RENDERS_KEPT)
         self._wake = asyncio.Event()
-        self._hold_until = 0.0
+        self._hold = TestHold(self._wake)
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> None:
@@ -106,7 +104,7 @@ class CallBoardApp(App):
         content = build(self.view, self.templates, self.queues)
         if content != self.desired:
             self.desired = content
-            self._hold_until = 0.0  # the hall's board beats a technician's test pattern
+            self._hold.end()  # the hall's board beats a technician's test pattern
             self._wake.set()
 
     # -- the device -------------------------------------------------------------------------
@@ -117,22 +115,18 @@ class CallBoardApp(App):
     def hold(self, seconds: float | None = None) -> None:
         """Someone else drew on the board (diagnostics): leave it for ``seconds`` (default
         :data:`HOLD_S`), then draw the hall's board again."""
-        seconds = HOLD_S if seconds is None else seconds
         self.shown = None
-        loop = asyncio.get_running_loop()
-        self._hold_until = loop.time() + seconds
-        loop.call_later(seconds, self._wake.set)
+        self._hold.start(HOLD_S if seconds is None else seconds)
 
     async def on_up(self) -> None:
         self.shown = None
         self._wake.set()
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if loop.time() < self._hold_until:
+            if self._hold.active:
                 continue
             content = self.desired
             if content is None or content == self.shown:

@@ -289,7 +289,7 @@ class KioskApp(App):
                       "no answer" if confirmed is None else confirmed.get("error"))
             self.flow.print_failed(ticket["number"], on_paper=True)
             return
-        if (ground := self.flow.issued(issued)) is not None:
+        if self.flow.issued(issued) is not None:
             # the ground is no one's business but the hall's statistics: counts only, no number
             log.info("green-channel ticket on a staff member's confirmation; per ground since start: %s",
                      ", ".join(f"{g} {n}" for g, n in sorted(self.flow.green_counts.items())))
