@@ -11,10 +11,8 @@ a booking survives a restart across days.
 
 from __future__ import annotations
 
-import itertools
 import json
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -26,23 +24,9 @@ from hallctl.central.kpi import Kpis
 from hallctl.central.model import Event, HallSpec, MatterSpec, QueueSpec, WindowSpec
 from hallctl.central.service import CentralService, MqttSettings
 from hallctl.errors import BadRequest, Conflict, NotFound
+from test_print_confirm import START, Clock, tokens
 
-SH = ZoneInfo("Asia/Shanghai")
-START = datetime(2026, 11, 23, 9, 0, tzinfo=SH)  # a Monday
-PHONE = "13800138000"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def tokens():
-    counter = itertools.count(1)
-    return lambda: f"tok-{next(counter):016d}"
+PHONE = "13800138000"  # START (test_print_confirm's) is a Monday
 
 
 def make_hall(**kw) -> HallSpec:
