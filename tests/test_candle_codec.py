@@ -140,10 +140,12 @@ def test_calls_on_each_board_variant():
 
 
 def test_numbers_and_window_labels_that_cannot_fit_are_refused_not_cut():
-    with pytest.raises(BadRequest, match="does not fit"):
+    with pytest.raises(BadRequest, match="does not fit") as number:
         Layout(3, True).call_text("A123", "5", "-")  # cutting it would show another number
-    with pytest.raises(BadRequest, match="window_label"):
+    with pytest.raises(BadRequest, match="window_label") as window:
         Layout(4, True).call_text("A012", "w12", "-")
+    # what a client reads in the error (docs/topics.md, "Device commands")
+    assert number.value.detail["field"] == "data.number" and window.value.detail["field"] == "data.window"
 
 
 def test_the_arrow_module_shows_only_arrows_and_digits_only_glyphs():

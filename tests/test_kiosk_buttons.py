@@ -11,12 +11,13 @@ import subprocess
 from pathlib import Path
 from typing import AsyncIterator
 
+import aiohttp
 from conftest import PYTHON, spawn_env
 from escpos_samples import profile
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 from hallkit import HALL, Observer, Running, central
-from kioskkit import KIOSK, kiosk_config, kiosk_hall
+from kioskkit import KIOSK, Page, kiosk_config, kiosk_hall
 
 from hallctl.bus.topics import Topics
 from hallctl.config import parse_node_config
@@ -102,6 +103,34 @@ async def test_a_button_prints_its_categorys_ticket_and_the_lamps_say_when_it_ca
         await until(lambda: len(emu.tickets) == 2)
         assert "A001" in emu.tickets[1].lines
         await until(lambda: lit(pins) == {"general": True, "house": True})
+
+
+async def test_without_central_the_lamps_stay_dark_and_a_press_issues_nothing(mosquitto, tmp_path) -> None:
+    async with buttons_kiosk(mosquitto.host, mosquitto.port, tmp_path) as (node, emu, pins):
+        await asyncio.sleep(0.5)  # the lamps were set as the kiosk started: dark, it cannot issue
+        assert lit(pins) == {"general": False, "house": False}
+        press(pins, "general")
+        await asyncio.sleep(0.5)
+        assert emu.tickets == [] and node.apps["printer"].flow.shown == "unavailable"
+
+
+async def test_a_press_while_someone_is_at_the_touchscreen_issues_nothing(mosquitto, tmp_path) -> None:
+    async with central(mosquitto.host, mosquitto.port, tmp_path, hall=kiosk_hall()), \
+            buttons_kiosk(mosquitto.host, mosquitto.port, tmp_path) as (node, emu, pins), \
+            aiohttp.ClientSession() as http:
+        page = Page(node.apps["printer"].url, http)
+        await page.wait_screen("home")
+        await until(lambda: lit(pins) == {"general": True, "house": True})
+        assert (await page.press(do="queue", id="general"))["screen"] == "matters"
+        await until(lambda: lit(pins) == {"general": False, "house": False})  # the buttons are not offered
+        press(pins, "house")
+        await asyncio.sleep(0.5)
+        assert emu.tickets == [] and (await page.view())["screen"] == "matters"  # the citizen's choice stands
+        await page.press(do="home")
+        await until(lambda: lit(pins) == {"general": True, "house": True})
+        press(pins, "house")
+        await until(lambda: len(emu.tickets) == 1)
+        assert "B001" in emu.tickets[0].lines
 
 
 def test_buttons_without_their_panel_is_a_config_error(tmp_path) -> None:
